@@ -1,0 +1,3 @@
+from pullunit.cli import main
+
+raise SystemExit(main())

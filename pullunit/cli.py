@@ -1,0 +1,132 @@
+"""Command line: one small _add_<cmd> per subcommand; the work lives in its own module.
+
+Deep code raises PullunitError; main() alone turns it into a message and an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NoReturn, TypeAlias
+
+from . import __version__
+from . import log as logsetup
+from .errors import ExitCode, PullunitError
+
+logger = logging.getLogger("pullunit")
+_Sub: TypeAlias = "argparse._SubParsersAction[_Parser]"
+
+EXIT_CODES_HELP = """\
+exit status:
+  0   success                            64  usage error
+  65  wrong platform, digest mismatch,   66  image or tag not found
+      verify command failed              68  registry host does not resolve
+  69  registry or daemon unavailable,    70  internal error
+      rate limited, stalled              73  no space left on device
+  74  cannot write units or state        75  temporary failure (lock)
+  76  TLS verification failed            77  access denied / not permitted
+  78  configuration error               130  interrupted (SIGINT)
+ 143  terminated (SIGTERM)                1  doctor/status: a check failed
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(ExitCode.USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _config_parent() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--config-dir", metavar="DIR",
+                   help="app configs (default: $PULLUNIT_CONFIG_DIR or /etc/pullunit)")
+    return p
+
+
+def _add_generate(sub: _Sub, parent: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("generate", parents=[parent], help="render APP-pull.service and "
+                       "APP.service from each config", allow_abbrev=False)
+    p.add_argument("apps", nargs="*", metavar="APP_OR_FILE",
+                   help="only these apps (names or .toml paths); default: all, and prune "
+                   "units whose config was removed")
+    p.add_argument("--output-dir", metavar="DIR", help="default: /etc/systemd/system")
+    p.add_argument("--dry-run", action="store_true", help="print the units, write nothing")
+    p.set_defaults(func=_cmd("generate"))
+
+
+def _add_validate(sub: _Sub, parent: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("validate", parents=[parent], help="check configs, write nothing",
+                       allow_abbrev=False)
+    p.add_argument("files", nargs="*", metavar="APP_OR_FILE", help="default: every app")
+    p.set_defaults(func=_cmd("validate"))
+
+
+def _add_init(sub: _Sub, parent: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("init", parents=[parent], help="write a minimal config for a new app",
+                       allow_abbrev=False)
+    p.add_argument("app", metavar="APP")
+    p.add_argument("--image", required=True, metavar="REF", help="image reference with tag "
+                   "and/or digest")
+    p.set_defaults(func=_cmd("init"))
+
+
+def _cmd(name: str) -> Callable[[argparse.Namespace], int]:
+    """Import a command module only when it runs: `pullunit --help` stays fast and the
+    Docker SDK is loaded only by the commands that talk to Docker."""
+    def run(args: argparse.Namespace) -> int:
+        import importlib
+
+        module = importlib.import_module(f"pullunit.commands.{name}")
+        result: int = module.run(args)
+        return result
+    return run
+
+
+_ADDERS = [_add_generate, _add_validate, _add_init]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="pullunit", description="Pull images politely, run containers under "
+                     "systemd, never crash-loop.", epilog=EXIT_CODES_HELP,
+                     formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
+    parser.add_argument("--version", action="version", version=f"pullunit {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="debug logging and tracebacks (also SYSTEMD_LOG_LEVEL=debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                                parser_class=_Parser)
+    parent = _config_parent()
+    for add in _ADDERS:
+        add(sub, parent)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logsetup.setup(debug=args.debug)
+    try:
+        return int(args.func(args))
+    except PullunitError as e:
+        logger.error("%s", e.message)
+        if e.hint:
+            logger.info("hint: %s", e.hint)
+        return int(e.exit_code)
+    except KeyboardInterrupt:
+        logger.error("Interrupted")
+        return int(ExitCode.SIGINT)
+    except BrokenPipeError:
+        return int(ExitCode.OK)
+    except Exception as e:  # a bug: say so briefly; the traceback is for --debug
+        logger.debug("internal error", exc_info=True)
+        logger.error("internal error: %s: %s (run with --debug for a traceback)",
+                     type(e).__name__, e)
+        return int(ExitCode.SOFTWARE)
+
+
+def config_dir(args: argparse.Namespace) -> Path:
+    from .config import config_dir_from_env
+
+    return config_dir_from_env(getattr(args, "config_dir", None))

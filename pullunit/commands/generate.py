@@ -1,0 +1,47 @@
+"""pullunit generate: config dir -> unit files."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from .. import paths
+from ..cli import config_dir
+from ..config import resolve_app
+from ..errors import ConfigError, ExitCode
+from ..generate import generate
+from ..render import UnitFile
+
+log = logging.getLogger("pullunit")
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = config_dir(args)
+    output_dir = Path(args.output_dir) if args.output_dir else paths.DEFAULT_UNIT_DIR
+    errors: list[ConfigError] = []
+    selected: list[Path] | None = None
+    if args.apps:
+        selected = []
+        for a in args.apps:
+            try:
+                selected.append(resolve_app(cfg, a))
+            except ConfigError as e:
+                errors.append(e)
+    units: list[UnitFile] = []
+    result = generate(cfg, output_dir, selected=selected, dry_run=args.dry_run, out=units)
+    errors += result.errors
+    for err in errors:
+        log.error("%s", err.message)
+    if args.dry_run:
+        for unit in units:
+            sys.stdout.write(f"# --- {output_dir / unit.name}\n{unit.text}\n")
+    else:
+        for p in result.written:
+            log.info("wrote %s", p)
+        for p in result.removed:
+            log.info("removed %s (its config is gone)", p)
+        if not result.written and not result.removed and not errors:
+            log.info("%d app(s), units up to date in %s", len(result.apps), output_dir)
+    return int(ExitCode.CONFIG) if errors else 0

@@ -1,0 +1,73 @@
+"""Quoting of config values for systemd unit files.
+
+Pure logic. Every value from a TOML file reaches a unit through one of these functions,
+so none can smuggle in a directive, a %-specifier, a $-expansion or an extra argv word.
+See systemd.unit(5) "Specifiers" and systemd.service(5) "Command lines".
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+# C0 controls, DEL and C1 controls: a newline would start a new directive, and the others
+# have no business in a unit file or a container's argv.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+class UnsafeValueError(ValueError):
+    pass
+
+
+def check_text(value: str) -> None:
+    """Reject what no unit line can carry: control characters and line/paragraph separators."""
+    m = _CONTROL.search(value)
+    if m:
+        raise UnsafeValueError(f"contains control character {m.group()!r}")
+    for ch in value:
+        # U+2028/U+2029 and friends: not line breaks to systemd, but they are to readers.
+        if unicodedata.category(ch) in ("Zl", "Zp", "Cs"):
+            raise UnsafeValueError(f"contains line separator or surrogate U+{ord(ch):04X}")
+
+
+def escape_specifiers(value: str) -> str:
+    return value.replace("%", "%%")
+
+
+def unit_value(value: str) -> str:
+    """A free-text directive value such as Description=.
+
+    systemd expands %-specifiers there, strips surrounding white space, and a trailing
+    backslash would continue the line; quotes and $ are taken literally.
+    """
+    check_text(value)
+    if value != value.strip():
+        raise UnsafeValueError("has leading or trailing white space, which systemd would strip")
+    if value.endswith("\\"):
+        raise UnsafeValueError("ends with a backslash, which systemd reads as a line continuation")
+    return escape_specifiers(value)
+
+
+def exec_word(word: str) -> str:
+    """One argv word of an Exec*= line, so that systemd hands the program exactly `word`.
+
+    Order matters: systemd unquotes (with C escapes) first, then expands specifiers and
+    environment variables, so $ and % are doubled inside the quoted word.
+    """
+    check_text(word)
+    if word == ";":
+        return "\\;"  # a lone ; separates commands; \; is the documented literal
+    escaped = (
+        word.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%").replace("$", "$$")
+    )
+    if escaped and re.fullmatch(r"[A-Za-z0-9_@%+=:,./-]+", word):
+        # Plain words stay unquoted so that `systemctl cat` reads naturally.
+        return escaped
+    return f'"{escaped}"'
+
+
+def exec_line(argv: list[str], *, keep: frozenset[str] = frozenset()) -> str:
+    """Quote a whole argv. Words in `keep` are trusted templates (e.g. ${PULLUNIT_IMAGE})."""
+    if not argv:
+        raise UnsafeValueError("empty command")
+    return " ".join(w if w in keep else exec_word(w) for w in argv)

@@ -1,0 +1,122 @@
+"""Turn a config dir into unit files: validate each app, render its pair, write atomically,
+and prune pairs whose config is gone. An invalid app changes nothing of its own and
+nothing of anyone else's."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import paths
+from .config import AppConfig, app_files, load_app
+from .errors import ConfigError, ExitCode, PullunitError
+from .fsutil import write_if_changed
+from .render import UnitFile, make_environment, render_app
+
+log = logging.getLogger("pullunit")
+
+
+@dataclass
+class Result:
+    written: list[Path] = field(default_factory=list)
+    unchanged: list[Path] = field(default_factory=list)
+    removed: list[Path] = field(default_factory=list)
+    apps: list[AppConfig] = field(default_factory=list)
+    errors: list[ConfigError] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.written or self.removed)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    app: AppConfig
+    units: list[UnitFile]
+
+
+def render_all(config_dir: Path, files: Iterable[Path], executable: str,
+               result: Result) -> list[Rendered]:
+    """Load and render every file; a failing app lands in result.errors, not in the output."""
+    env = None
+    out = []
+    for path in files:
+        try:
+            app = load_app(path)
+            if env is None:
+                env = make_environment(config_dir)
+            out.append(Rendered(app, render_app(app, env, config_dir, executable)))
+            result.apps.append(app)
+        except ConfigError as e:
+            result.errors.append(e)
+        except PullunitError:
+            raise
+        except Exception as e:  # a broken admin template must not hide other apps' units
+            result.errors.append(ConfigError(f"{path}: cannot render units: {e}"))
+    return out
+
+
+def marker_source(path: Path) -> Path | None:
+    """The config a generated unit came from, or None for a file pullunit did not write."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            first = f.readline()
+    except OSError:
+        return None
+    if not first.startswith(paths.MARKER_PREFIX):
+        return None
+    rest = first[len(paths.MARKER_PREFIX):]
+    return Path(rest.split("; do not edit", 1)[0])
+
+
+def prune(output_dir: Path, keep: set[str], result: Result, dry_run: bool) -> None:
+    """Remove pullunit-generated units whose source config no longer exists."""
+    try:
+        candidates = sorted(output_dir.glob("*.service"))
+    except OSError:
+        return
+    for unit in candidates:
+        if unit.name in keep or unit.is_symlink():
+            continue
+        source = marker_source(unit)
+        if source is None or source.exists():
+            continue  # hand-written, or its config is still there (maybe invalid right now)
+        if not dry_run:
+            unit.unlink()
+            for link in output_dir.glob(f"*.wants/{unit.name}"):
+                if link.is_symlink():
+                    link.unlink()
+        result.removed.append(unit)
+
+
+def generate(config_dir: Path, output_dir: Path, *, selected: list[Path] | None = None,
+             executable: str | None = None, dry_run: bool = False,
+             out: list[UnitFile] | None = None) -> Result:
+    """Write units for `selected` files (or every app). Pruning happens only for a full run,
+    so `pullunit generate web` never removes another app's units."""
+    if "\n" in str(config_dir) or "\n" in str(output_dir):
+        raise PullunitError("directory names must not contain newlines", ExitCode.USAGE)
+    result = Result()
+    files = selected if selected is not None else app_files(config_dir)
+    rendered = render_all(config_dir, files, executable or paths.pullunit_executable(), result)
+    names = set()
+    for r in rendered:
+        for unit in r.units:
+            names.add(unit.name)
+            if dry_run:
+                if out is not None:
+                    out.append(unit)
+                continue
+            target = output_dir / unit.name
+            try:
+                changed = write_if_changed(target, unit.text)
+            except OSError as e:
+                raise PullunitError(f"Cannot write {target}: {e.strerror}", ExitCode.IOERR) from e
+            (result.written if changed else result.unchanged).append(target)
+    if selected is None:
+        # Units of an app whose config is merely invalid survive: prune() only removes
+        # those whose source file is gone, so a typo never takes a running app's units away.
+        prune(output_dir, names, result, dry_run)
+    return result

@@ -1,0 +1,126 @@
+"""Image references, parsed by the grammar of distribution/reference.
+
+Pure logic. Parsing here, not in the daemon, lets `validate` reject a typo before any
+unit exists, and gives the puller the registry host it must talk about in errors.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_ALNUM = r"[a-z0-9]+"
+_SEPARATOR = r"(?:[_.]|__|[-]+)"
+_PATH_COMPONENT = rf"{_ALNUM}(?:{_SEPARATOR}{_ALNUM})*"
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_IPV6 = r"\[[a-fA-F0-9:]+\]"
+_DOMAIN = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|{_IPV6})(?::[0-9]+)?"
+_TAG = r"[\w][\w.-]{0,127}"
+_DIGEST = r"sha256:[0-9a-f]{64}"
+
+_DOMAIN_RE = re.compile(rf"^{_DOMAIN}$")
+_REMAINDER = re.compile(
+    rf"^(?P<path>{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*)"
+    rf"(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?$"
+)
+DIGEST_RE = re.compile(rf"^{_DIGEST}$")
+
+DEFAULT_REGISTRY = "docker.io"
+NAME_TOTAL_LENGTH_MAX = 255
+
+
+class ReferenceError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """A parsed reference. `domain` is None when the user wrote none (Docker Hub)."""
+
+    domain: str | None
+    path: str
+    tag: str | None
+    digest: str | None
+
+    @property
+    def registry(self) -> str:
+        """The registry host[:port] the daemon will contact."""
+        return self.domain or DEFAULT_REGISTRY
+
+    @property
+    def host(self) -> str:
+        """Host name without port, for DNS checks and certs.d lookups."""
+        reg = self.registry
+        if reg.startswith("["):
+            return reg[1 : reg.index("]")]
+        return reg.rsplit(":", 1)[0] if ":" in reg else reg
+
+    @property
+    def repository(self) -> str:
+        """The name as written, without tag or digest (what Docker shows in RepoTags)."""
+        return f"{self.domain}/{self.path}" if self.domain else self.path
+
+    @property
+    def remote_path(self) -> str:
+        """The repository path at the registry (Docker Hub adds library/ for short names)."""
+        if self.domain is None and "/" not in self.path:
+            return f"library/{self.path}"
+        return self.path
+
+    @property
+    def tagged(self) -> str | None:
+        return f"{self.repository}:{self.tag}" if self.tag else None
+
+    def with_digest(self, digest: str) -> str:
+        """repo@sha256:... — the immutable form the run unit starts."""
+        return f"{self.repository}@{digest}"
+
+    def __str__(self) -> str:
+        s = self.repository
+        if self.tag:
+            s += f":{self.tag}"
+        if self.digest:
+            s += f"@{self.digest}"
+        return s
+
+
+def _looks_like_domain(first: str) -> bool:
+    # The same rule as distribution's splitDockerDomain: a first component is a registry
+    # when it has a dot, a port, is localhost, or has upper-case letters.
+    return "." in first or ":" in first or first == "localhost" or first != first.lower()
+
+
+def parse_reference(text: str, *, require_tag_or_digest: bool = True) -> ImageRef:
+    if not isinstance(text, str) or not text:
+        raise ReferenceError("image reference is empty")
+    if text != text.strip():
+        raise ReferenceError(f"image reference {text!r} has leading or trailing white space")
+    # Split the domain off first so that a port colon is not taken for a tag.
+    domain: str | None = None
+    rest = text
+    if "/" in text:
+        first, remainder = text.split("/", 1)
+        if _looks_like_domain(first):
+            domain, rest = first, remainder
+    m = _REMAINDER.match(rest)
+    if not m or (domain is not None and not _DOMAIN_RE.match(domain)):
+        hint = ""
+        if any(c.isupper() for c in rest.split(":")[0].split("@")[0]):
+            hint = " (repository names must be lower case)"
+        elif "@" in text and not re.search(r"@sha256:[0-9a-f]{64}$", text):
+            hint = " (a digest is @sha256: followed by 64 lower-case hex digits)"
+        raise ReferenceError(
+            f"invalid image reference {text!r}{hint}; "
+            "expected [HOST[:PORT]/]PATH[:TAG][@sha256:DIGEST]"
+        )
+    ref = ImageRef(domain=domain, path=m.group("path"), tag=m.group("tag"),
+                   digest=m.group("digest"))
+    if len(ref.repository) > NAME_TOTAL_LENGTH_MAX:
+        raise ReferenceError(
+            f"image name {ref.repository!r} is longer than {NAME_TOTAL_LENGTH_MAX} characters")
+    if require_tag_or_digest and not ref.tag and not ref.digest:
+        raise ReferenceError(
+            f"image reference {text!r} has neither tag nor digest; pullunit does not assume "
+            f"':latest' (write {text}:latest if you mean it, or pin @sha256:...)"
+        )
+    return ref

@@ -1,0 +1,126 @@
+"""Render an AppConfig into its pair of unit files through Jinja2 templates.
+
+All escaping happens here, in Python, before a template sees a value: an overridden
+template gets ready-to-paste strings and cannot forget to quote.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from . import paths
+from .config import DEFAULT_CONFIG_DIR, AppConfig
+from .durations import format_timespan
+from .escape import exec_line, unit_value
+
+PULL_TEMPLATE = "pull.service.j2"
+RUN_TEMPLATE = "run.service.j2"
+SYSTEM_TEMPLATE_DIR = Path("/usr/share/pullunit/templates")
+IMAGE_VARIABLE = "${PULLUNIT_IMAGE}"
+
+
+@dataclass(frozen=True)
+class UnitFile:
+    name: str
+    text: str
+
+
+def builtin_template_dir() -> Path:
+    try:
+        import pullunit.templates as t  # type: ignore[import-not-found]  # installed: templates ship as package data
+
+        return Path(t.__file__).parent
+    except ImportError:  # running from a source checkout
+        return Path(__file__).resolve().parent.parent / "templates"
+
+
+def template_dirs(config_dir: Path) -> list[Path]:
+    """Lookup order: admin overrides, then the copy shipped with the code, then the distro's."""
+    return [config_dir / "templates", builtin_template_dir(), SYSTEM_TEMPLATE_DIR]
+
+
+def make_environment(config_dir: Path) -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader([str(d) for d in template_dirs(config_dir)]),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,  # unit files, not HTML; values are escaped by pullunit.escape
+        trim_blocks=False,
+    )
+
+
+def marker(app: AppConfig) -> str:
+    return f"{paths.MARKER_PREFIX}{app.path}; do not edit, run 'pullunit generate'."
+
+
+def docker_run_argv(app: AppConfig) -> list[str]:
+    run = app.run
+    argv = [paths.DOCKER, "run", "--rm", "--name", run.name, "--pull=never",
+            "--label", f"pullunit.app={app.name}"]
+    if run.entrypoint is not None:
+        argv += ["--entrypoint", run.entrypoint]
+    for name, value in run.env:
+        argv += ["--env", f"{name}={value}"]
+    for f in run.env_files:
+        argv += ["--env-file", str(f)]
+    for p in run.ports:
+        argv += ["--publish", p]
+    for v in run.volumes:
+        argv += ["--volume", v]
+    if run.network:
+        argv += ["--network", run.network]
+    if run.user:
+        argv += ["--user", run.user]
+    argv += list(run.docker_args)
+    argv.append(IMAGE_VARIABLE)
+    argv += list(run.command)
+    return argv
+
+
+def pull_argv(app: AppConfig, config_dir: Path, executable: str) -> list[str]:
+    argv = [executable, "pull"]
+    if config_dir != DEFAULT_CONFIG_DIR:
+        argv += ["--config-dir", str(config_dir)]
+    return [*argv, app.name]
+
+
+def context(app: AppConfig, config_dir: Path, executable: str) -> dict[str, object]:
+    stop_seconds = math.ceil(app.run.stop_timeout)
+    return {
+        "app": app,  # raw config, for admin templates; escape with the values below
+        "marker": marker(app),
+        "pull_unit": app.pull_unit,
+        "run_unit": app.run_unit,
+        "description": unit_value(app.description),
+        "pull_description": unit_value(f"Pull image for {app.name}: {app.image.ref}"),
+        "pull_exec": exec_line(pull_argv(app, config_dir, executable)),
+        "env_file": str(paths.env_file(app.name)),
+        "rm_exec": exec_line([paths.DOCKER, "rm", "--force", app.run.name]),
+        "run_exec": exec_line(docker_run_argv(app), keep=frozenset({IMAGE_VARIABLE})),
+        "stop_exec": exec_line([paths.DOCKER, "stop", "--time", str(stop_seconds),
+                                app.run.name]),
+        "restart": app.run.restart.value,
+        "restart_sec": format_timespan(app.run.restart_sec),
+        # docker stop gets its grace period; systemd's own timeout is only a backstop.
+        "timeout_stop_sec": format_timespan(stop_seconds + 15),
+        "after": list(app.unit.after),
+        "wants": list(app.unit.wants),
+        "requires": list(app.unit.requires),
+        "wanted_by": list(app.unit.wanted_by),
+    }
+
+
+def render_app(app: AppConfig, env: jinja2.Environment, config_dir: Path,
+               executable: str) -> list[UnitFile]:
+    ctx = context(app, config_dir, executable)
+    units = []
+    for name, template in ((app.pull_unit, PULL_TEMPLATE), (app.run_unit, RUN_TEMPLATE)):
+        text = env.get_template(template).render(ctx)
+        if not text.endswith("\n"):
+            text += "\n"
+        units.append(UnitFile(name, text))
+    return units
