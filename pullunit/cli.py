@@ -39,14 +39,14 @@ class _Parser(argparse.ArgumentParser):
         self.exit(ExitCode.USAGE, f"{self.prog}: error: {message}\n")
 
 
-def _config_parent() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(add_help=False)
+def _config_parent() -> _Parser:
+    p = _Parser(add_help=False)
     p.add_argument("--config-dir", metavar="DIR",
                    help="app configs (default: $PULLUNIT_CONFIG_DIR or /etc/pullunit)")
     return p
 
 
-def _add_generate(sub: _Sub, parent: argparse.ArgumentParser) -> None:
+def _add_generate(sub: _Sub, parent: _Parser) -> None:
     p = sub.add_parser("generate", parents=[parent], help="render APP-pull.service and "
                        "APP.service from each config", allow_abbrev=False)
     p.add_argument("apps", nargs="*", metavar="APP_OR_FILE",
@@ -57,14 +57,14 @@ def _add_generate(sub: _Sub, parent: argparse.ArgumentParser) -> None:
     p.set_defaults(func=_cmd("generate"))
 
 
-def _add_validate(sub: _Sub, parent: argparse.ArgumentParser) -> None:
+def _add_validate(sub: _Sub, parent: _Parser) -> None:
     p = sub.add_parser("validate", parents=[parent], help="check configs, write nothing",
                        allow_abbrev=False)
     p.add_argument("files", nargs="*", metavar="APP_OR_FILE", help="default: every app")
     p.set_defaults(func=_cmd("validate"))
 
 
-def _add_init(sub: _Sub, parent: argparse.ArgumentParser) -> None:
+def _add_init(sub: _Sub, parent: _Parser) -> None:
     p = sub.add_parser("init", parents=[parent], help="write a minimal config for a new app",
                        allow_abbrev=False)
     p.add_argument("app", metavar="APP")
@@ -85,7 +85,16 @@ def _cmd(name: str) -> Callable[[argparse.Namespace], int]:
     return run
 
 
-_ADDERS = [_add_generate, _add_validate, _add_init]
+def _add_pull(sub: _Sub, parent: _Parser) -> None:
+    p = sub.add_parser("pull", parents=[parent], help="pull APP's image with retries and "
+                       "backoff, then tell systemd it is ready (what APP-pull.service runs)",
+                       allow_abbrev=False)
+    p.add_argument("app", metavar="APP")
+    p.add_argument("--json", action="store_true", help="print the outcome as JSON on stdout")
+    p.set_defaults(func=_cmd("pull"))
+
+
+_ADDERS = [_add_generate, _add_validate, _add_init, _add_pull]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,136 @@
+"""Failure classification: the field guide's error strings, turned into a decision.
+
+Pure logic. Input is what the Docker engine said; output says whether to retry, which
+exit code ends the run, and what an operator should do about it.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+
+from .errors import ExitCode
+
+
+class FailureClass(enum.StrEnum):
+    NOT_FOUND = "not_found"
+    DENIED = "denied"
+    PLATFORM = "platform"
+    DIGEST_MISMATCH = "digest_mismatch"
+    VERIFY_FAILED = "verify_failed"
+    TLS = "tls"
+    DNS = "dns"
+    UNREACHABLE = "unreachable"
+    SERVER_ERROR = "server_error"
+    STALLED = "stalled"
+    RATE_LIMITED = "rate_limited"
+    DAEMON_UNAVAILABLE = "daemon_unavailable"
+    DISK_FULL = "disk_full"
+    UNKNOWN = "unknown"
+
+
+_EXIT = {
+    FailureClass.NOT_FOUND: ExitCode.NOINPUT,
+    FailureClass.DENIED: ExitCode.NOPERM,
+    FailureClass.PLATFORM: ExitCode.DATAERR,
+    FailureClass.DIGEST_MISMATCH: ExitCode.DATAERR,
+    FailureClass.VERIFY_FAILED: ExitCode.DATAERR,
+    FailureClass.TLS: ExitCode.PROTOCOL,
+    FailureClass.DNS: ExitCode.NOHOST,
+    FailureClass.UNREACHABLE: ExitCode.UNAVAILABLE,
+    FailureClass.SERVER_ERROR: ExitCode.UNAVAILABLE,
+    FailureClass.STALLED: ExitCode.UNAVAILABLE,
+    FailureClass.RATE_LIMITED: ExitCode.UNAVAILABLE,
+    FailureClass.DAEMON_UNAVAILABLE: ExitCode.UNAVAILABLE,
+    FailureClass.DISK_FULL: ExitCode.CANTCREAT,
+    FailureClass.UNKNOWN: ExitCode.UNAVAILABLE,
+}
+
+# Permanent: retrying cannot help until a human changes something.
+PERMANENT = frozenset({
+    FailureClass.NOT_FOUND, FailureClass.DENIED, FailureClass.PLATFORM,
+    FailureClass.DIGEST_MISMATCH, FailureClass.VERIFY_FAILED, FailureClass.TLS,
+    FailureClass.DISK_FULL,
+})
+
+# Checked in order: the first match wins. Order matters where texts overlap:
+# "TLS handshake timeout" is a network problem, not a certificate problem;
+# "lookup x: no such host" is DNS, not "not found"; "no matching manifest" is platform.
+_RULES: list[tuple[FailureClass, re.Pattern[str]]] = [
+    (FailureClass.DISK_FULL, re.compile(r"no space left on device|disk quota exceeded", re.I)),
+    (FailureClass.RATE_LIMITED, re.compile(
+        r"toomanyrequests|too many requests|\b429\b|rate limit", re.I)),
+    (FailureClass.UNREACHABLE, re.compile(r"tls handshake timeout", re.I)),
+    (FailureClass.DNS, re.compile(
+        r"no such host|temporary failure in name resolution|server misbehaving"
+        r"|name or service not known|lookup \S+( on \S+)?: .*(timeout|refused)", re.I)),
+    (FailureClass.TLS, re.compile(
+        r"x509:|certificate signed by unknown authority|tls: bad certificate"
+        r"|certificate has expired|certificate is not valid|tls: .*certificate"
+        r"|server gave HTTP response to HTTPS client", re.I)),
+    (FailureClass.PLATFORM, re.compile(
+        r"no matching manifest for|does not match the specified platform"
+        r"|image with reference .* was found but does not match", re.I)),
+    (FailureClass.DENIED, re.compile(
+        r"no basic auth credentials|unauthorized|authentication required|access denied"
+        r"|pull access denied|\bdenied\b|403 forbidden|insufficient_scope", re.I)),
+    (FailureClass.NOT_FOUND, re.compile(
+        r"manifest unknown|not found|name unknown|no such image|does not exist", re.I)),
+    (FailureClass.UNREACHABLE, re.compile(
+        r"connection refused|connection reset|\bEOF\b|i/o timeout|network is unreachable"
+        r"|no route to host|context deadline exceeded|request canceled|broken pipe"
+        r"|timeout exceeded|connection timed out", re.I)),
+    (FailureClass.SERVER_ERROR, re.compile(
+        r"\b50[0-9]\b|internal server error|bad gateway|service unavailable"
+        r"|gateway time-?out|unexpected http status", re.I)),
+]
+
+
+@dataclass(frozen=True)
+class Failure:
+    cls: FailureClass
+    message: str
+
+    @property
+    def permanent(self) -> bool:
+        return self.cls in PERMANENT
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return _EXIT[self.cls]
+
+
+def classify(message: str, status_code: int | None = None) -> FailureClass:
+    """Classify a daemon error text (and the HTTP status docker-py saw, if any)."""
+    for cls, pattern in _RULES:
+        if pattern.search(message):
+            return cls
+    if status_code == 404:
+        return FailureClass.NOT_FOUND
+    if status_code in (401, 403):
+        return FailureClass.DENIED
+    if status_code == 429:
+        return FailureClass.RATE_LIMITED
+    if status_code is not None and status_code >= 500:
+        return FailureClass.SERVER_ERROR
+    return FailureClass.UNKNOWN
+
+
+def exit_code(cls: FailureClass) -> ExitCode:
+    return _EXIT[cls]
+
+
+_SECRETS = [
+    re.compile(r"(?i)(authorization:\s*(?:basic|bearer)\s+)\S+"),
+    re.compile(r"(?i)((?:password|passwd|token|secret|auth)[\"']?\s*[:=]\s*[\"']?)[^\s\"',}&]+"),
+    re.compile(r"(?i)(https?://[^/\s:@]+:)[^@\s/]+(@)"),
+]
+
+
+def redact(text: str) -> str:
+    """Remove anything that looks like a credential before a text is logged or shown."""
+    for pattern in _SECRETS:
+        text = pattern.sub(lambda m: m.group(1) + "***" + (m.group(2) if m.re.groups > 1 else ""),
+                           text)
+    return text

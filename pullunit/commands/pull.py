@@ -1,0 +1,64 @@
+"""pullunit pull APP: what APP-pull.service runs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from types import FrameType
+
+from ..cli import config_dir
+from ..config import load_app, resolve_app
+from ..errors import ExitCode, PullunitError
+from ..lock import app_lock
+from ..notify import Notifier
+from ..puller import GaveUp, Puller
+
+log = logging.getLogger("pullunit")
+
+
+class Interrupted(PullunitError):
+    pass
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    # Raising unwinds whatever is running (a sleep, a lock wait, a stream read) through
+    # its finally blocks; state is only ever replaced atomically, so nothing is half-done.
+    name = signal.Signals(signum).name
+    code = ExitCode.SIGTERM if signum == signal.SIGTERM else ExitCode.SIGINT
+    raise Interrupted(f"stopped by {name}; the image state was left as it was", code)
+
+
+def run(args: argparse.Namespace) -> int:
+    app = load_app(resolve_app(config_dir(args), args.app))
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    notifier = Notifier()
+
+    def waiting(message: str) -> None:
+        log.info("%s", message)
+        notifier.status(message)
+
+    with app_lock(app.name, waiting):
+        try:
+            outcome = Puller(app, notifier=notifier).run()
+        except GaveUp as e:
+            f = e.failure
+            notifier.status(f"failed ({f.cls}) after {e.attempts} attempt(s): {f.message}")
+            log.error("giving up on %s after %d attempt(s): %s", app.image.ref, e.attempts,
+                      f.cls)
+            if args.json:
+                json.dump({"app": app.name, "ready": False, "class": str(f.cls),
+                           "message": f.message, "exit_code": int(f.exit_code),
+                           "attempts": e.attempts}, sys.stdout)
+                sys.stdout.write("\n")
+            return int(f.exit_code)
+    if args.json:
+        json.dump({"app": app.name, "ready": True, "image": outcome.reference,
+                   "image_id": outcome.image.id, "source": outcome.source,
+                   "attempts": outcome.attempts, "elapsed": round(outcome.elapsed, 3)},
+                  sys.stdout)
+        sys.stdout.write("\n")
+    return 0

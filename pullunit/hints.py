@@ -1,0 +1,77 @@
+"""The fix for each failure class, from the field guide, made specific to this host.
+
+Pure logic: the caller supplies the facts (which config file held the credentials, where
+Docker keeps its data, how much room is left)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .classify import FailureClass
+from .reference import ImageRef
+
+
+@dataclass(frozen=True)
+class HintContext:
+    ref: ImageRef
+    config_path: Path | None = None  # docker config consulted for credentials
+    credentials_found: bool = False
+    auth_file_configured: bool = False
+    running_as_root: bool = True
+    data_root: str | None = None
+    free_bytes: int | None = None
+    platform: str | None = None
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB"
+
+
+def fix_for(cls: FailureClass, ctx: HintContext) -> str:
+    ref, host = ctx.ref, ctx.ref.registry
+    if cls is FailureClass.NOT_FOUND:
+        return (f"check that {ref} was pushed to {host} under that exact path and tag "
+                f"(a missing namespace is common); list tags with GET https://{host}/v2/"
+                f"{ref.remote_path}/tags/list")
+    if cls is FailureClass.DENIED:
+        where = str(ctx.config_path) if ctx.config_path else "no docker config"
+        who = "root (the pull unit runs as root)" if ctx.running_as_root else "this user"
+        if not ctx.credentials_found:
+            how = ("set image.auth_file to a docker config.json holding credentials for "
+                   f"{host}, or run 'docker login {host}' as {who}")
+            return f"no credentials for {host} in {where}; {how}"
+        return (f"credentials for {host} from {where} were rejected: check the user/token and "
+                f"its pull permission on {ref.remote_path} (e.g. read:packages, "
+                "ecr:BatchGetImage, Reporter role)")
+    if cls is FailureClass.TLS:
+        return (f"the certificate of {host} is not trusted: put its CA in "
+                f"/etc/docker/certs.d/{host}/ca.crt (or the system store and restart docker), "
+                "check the host clock (timedatectl) and any TLS-inspecting proxy")
+    if cls is FailureClass.DNS:
+        return (f"{ref.host} does not resolve on this host: check /etc/resolv.conf, "
+                f"'getent hosts {ref.host}', and the daemon's \"dns\" in /etc/docker/daemon.json")
+    if cls in (FailureClass.UNREACHABLE, FailureClass.SERVER_ERROR):
+        return (f"{host} is not reachable or failing: check 'curl -v https://{host}/v2/', "
+                "firewall egress, proxies of docker.service, MTU; pullunit keeps retrying")
+    if cls is FailureClass.STALLED:
+        return ("the transfer made no progress: suspect MTU problems, a proxy, or a "
+                "throttled registry; raise pull.stall_timeout for very slow links")
+    if cls is FailureClass.RATE_LIMITED:
+        return (f"{host} is rate limiting this host: authenticate (image.auth_file), use a "
+                "pull-through cache or mirror, and avoid policy = \"always\" where not needed")
+    if cls is FailureClass.DAEMON_UNAVAILABLE:
+        return "start the Docker engine: 'systemctl start docker'; pullunit keeps retrying"
+    if cls is FailureClass.DISK_FULL:
+        room = f" ({_gib(ctx.free_bytes)} free)" if ctx.free_bytes is not None else ""
+        root = ctx.data_root or "/var/lib/docker"
+        return (f"Docker's data root {root} is full{room}: 'docker system df', then "
+                "'docker image prune' (keep your rollback images), check 'df -i' for inodes")
+    if cls is FailureClass.PLATFORM:
+        return (f"{ref} has no image for {ctx.platform or 'this platform'}: build and push a "
+                "multi-arch image, or set image.platform to what the image provides")
+    if cls is FailureClass.DIGEST_MISMATCH:
+        return "the registry served a different digest than the one pinned: re-pin or investigate"
+    if cls is FailureClass.VERIFY_FAILED:
+        return "the new image failed image.verify; the previous good image is kept for rollback"
+    return "see 'journalctl -u docker' for the daemon's side; pullunit keeps retrying"

@@ -1,0 +1,266 @@
+"""One run of `pullunit pull APP`: decide by policy, pull with classified retries and
+jittered backoff, verify, record, tell systemd READY=1.
+
+The path of a pull: commands.pull -> Puller.run -> dockerapi (engine) -> classify
+(what went wrong) -> backoff (when to try again) -> state (env file, history) -> notify.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from . import dockerapi, state
+from .backoff import Backoff
+from .classify import Failure, FailureClass
+from .config import AppConfig, Policy
+from .dockerapi import Api, Credentials, LocalImage, PullFailed, fail
+from .durations import human
+from .hints import HintContext, fix_for
+from .notify import Notifier
+from .progress import Reporter
+from .reference import ImageRef
+
+log = logging.getLogger("pullunit")
+POLL = 0.25  # how often a waiting pull checks its clocks; also bounds SIGTERM latency
+
+
+@dataclass(frozen=True)
+class Outcome:
+    reference: str  # what the run unit will start
+    image: LocalImage
+    source: str  # "local", "pulled" or "fallback"
+    attempts: int
+    elapsed: float
+
+
+class GaveUp(Exception):
+    def __init__(self, failure: Failure, attempts: int):
+        super().__init__(failure.message)
+        self.failure = failure
+        self.attempts = attempts
+
+
+class Puller:
+    def __init__(self, app: AppConfig, *, notifier: Notifier | None = None,
+                 rng: random.Random | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep,
+                 ref: ImageRef | None = None):
+        self.app = app
+        self.ref = ref or app.image.ref
+        self.notifier = notifier or Notifier()
+        self.rng = rng or random.SystemRandom()
+        self.clock = clock
+        self.sleep = sleep
+        self.backoff = Backoff.from_config(app.pull)
+        self.state = state.load(app.name)
+        self.api: Api | None = None
+        self.creds: Credentials | None = None
+        self.start = clock()
+        self.attempts = 0
+
+    # -- the loop -------------------------------------------------------------------
+    def run(self) -> Outcome:
+        pull = self.app.pull
+        previous: float | None = None
+        retry = 0
+        fallback: LocalImage | None = None
+        fallback_known = False
+        while True:
+            try:
+                api = self._api()
+                if not fallback_known and self.app.image.policy is Policy.ALWAYS:
+                    fallback, fallback_known = self._good_local(api), True
+                if self.app.image.policy is not Policy.ALWAYS:
+                    local = dockerapi.find_local(api, self.ref)
+                    if local is not None:
+                        return self._ready(api, self._accept(api, local), "local")
+                    if self.app.image.policy is Policy.NEVER:
+                        raise fail(FailureClass.NOT_FOUND,
+                                   f"{self.ref} is not present locally and image.policy is "
+                                   "\"never\"")
+                self.attempts += 1
+                image = self._accept(api, self._pull_once(api))
+                return self._ready(api, image, "pulled")
+            except PullFailed as e:
+                failure = e.failure
+            if failure.cls is FailureClass.DAEMON_UNAVAILABLE:
+                self.api = None
+            self._report(failure)
+            elapsed = self.clock() - self.start
+            if fallback is not None and (failure.permanent or elapsed >= pull.refresh_timeout):
+                return self._ready(self._api(), fallback, "fallback", failure)
+            if failure.permanent and not pull.retry_permanent:
+                raise GaveUp(failure, self.attempts)
+            delay = self.backoff.delay(retry, previous, self.rng)
+            if failure.cls is FailureClass.RATE_LIMITED:
+                delay = max(delay, pull.rate_limit_delay)
+            previous = delay
+            retry += 1
+            if fallback is not None:  # wake up in time to fall back when refresh_timeout ends
+                delay = min(delay, max(0.0, pull.refresh_timeout - elapsed))
+            if elapsed + delay > pull.deadline:
+                log.error("giving up: the next attempt would start after pull.deadline (%s)",
+                          human(pull.deadline))
+                raise GaveUp(failure, self.attempts)
+            due = time.strftime("%H:%M:%S", time.localtime(time.time() + delay))
+            self.notifier.status(f"attempt {max(self.attempts, 1)} failed ({failure.cls}): "
+                                 f"{_short(failure.message)}; next attempt in {human(delay)} "
+                                 f"at {due}")
+            log.info("retrying in %s", human(delay))
+            self.sleep(delay)
+
+    # -- pieces -----------------------------------------------------------------------
+    def _api(self) -> Api:
+        if self.api is None:
+            self.api = dockerapi.connect()
+        return self.api
+
+    def _good_local(self, api: Api) -> LocalImage | None:
+        """For policy=always: the image to keep the app running on if the registry fails."""
+        current = self.state.current
+        if current is not None:
+            img = dockerapi.inspect(api, current.reference)
+            if img is not None:
+                return img
+        return dockerapi.find_local(api, self.ref)
+
+    def _credentials(self) -> Credentials:
+        if self.creds is None:
+            self.creds = dockerapi.credentials(self.ref, self.app.image.auth_file)
+        return self.creds
+
+    def _pull_once(self, api: Api) -> LocalImage:
+        pull = self.app.pull
+        creds = self._credentials()
+        log.info("pulling %s (attempt %d)", self.ref, self.attempts)
+        self.notifier.status(f"pulling {self.ref} (attempt {self.attempts})")
+        stream = dockerapi.PullStream(api, self.ref, self.app.image.platform, creds)
+        progress = dockerapi.Progress.empty()
+        reporter = Reporter(self.notifier, str(self.ref))
+        last_progress = self.clock()
+        try:
+            for msg in stream.messages(POLL):
+                now = self.clock()
+                if msg is not None and progress.update(msg):
+                    last_progress = now
+                    reporter.update(progress.done, progress.total)
+                if now - last_progress > pull.stall_timeout:
+                    raise fail(FailureClass.STALLED,
+                               f"pull of {self.ref} made no progress for "
+                               f"{human(pull.stall_timeout)} ({_mb(progress.done)} of "
+                               f"{_mb(progress.total)} done)")
+                if now - self.start > pull.deadline:
+                    raise fail(FailureClass.STALLED,
+                               f"pull.deadline ({human(pull.deadline)}) passed during the pull")
+        finally:
+            stream.abort()
+            reporter.finish()
+        image = dockerapi.find_local(api, self.ref)
+        if image is None:
+            if self.ref.digest:
+                raise fail(FailureClass.DIGEST_MISMATCH,
+                           f"pulled {self.ref}, but no local image has digest {self.ref.digest}")
+            raise fail(FailureClass.UNKNOWN, f"the daemon reported {self.ref} pulled, but it "
+                       "is not present")
+        return image
+
+    def _accept(self, api: Api, image: LocalImage) -> LocalImage:
+        """The checks that make an image good to run: digest, platform, verify command."""
+        if self.ref.digest and image.digest_for(self.ref) != self.ref.digest:
+            raise fail(FailureClass.DIGEST_MISMATCH,
+                       f"image has digest {image.digest_for(self.ref)}, pinned {self.ref.digest}")
+        want = self.app.image.platform or dockerapi.daemon_platform(api)
+        if not _platform_matches(image.platform, want):
+            raise fail(FailureClass.PLATFORM,
+                       f"{self.ref} is {image.platform}, but {want} is required"
+                       + (" (image.platform)" if self.app.image.platform else
+                          " (the daemon's platform)"))
+        verify = self.app.image.verify
+        if verify and image.id not in self.state.verified:
+            timeout = self.app.pull.stall_timeout
+            timeout = 300.0 if math.isinf(timeout) else max(timeout, 30.0)
+            self.notifier.status(f"verifying {self.ref}")
+            code, output = dockerapi.run_verify(api, image.id, verify, timeout)
+            if code != 0:
+                raise fail(FailureClass.VERIFY_FAILED,
+                           f"image.verify {list(verify)} exited {code}: {_short(output, 300)}")
+            self.state = state.AppState(**{**self.state.__dict__,
+                                          "verified": (*self.state.verified, image.id)[-20:]})
+            log.info("verify command passed for %s", image.id[:19])
+        return image
+
+    def _ready(self, api: Api, image: LocalImage, source: str,
+               failure: Failure | None = None) -> Outcome:
+        reference = image.run_reference(self.ref)
+        state.write_env_file(self.app.name, reference)
+        self.state = state.record_ready(self.state, str(self.ref), reference,
+                                        image.digest_for(self.ref), image.id,
+                                        self.app.pull.keep)
+        if failure is not None:
+            self.state = state.record_failure(self.state, str(failure.cls), failure.message,
+                                              int(failure.exit_code))
+        state.save(self.state)
+        elapsed = self.clock() - self.start
+        if source == "fallback":
+            assert failure is not None
+            text = (f"WARNING: running on the local image {reference}: could not refresh "
+                    f"{self.ref} ({failure.cls})")
+            log.warning("%s", text)
+        elif source == "local":
+            text = f"ready: {reference} (present locally)"
+        else:
+            text = f"ready: {reference} (pulled in {human(elapsed)}, attempt {self.attempts})"
+        log.info("%s", text)
+        self.notifier.ready(text)
+        return Outcome(reference, image, source, self.attempts, elapsed)
+
+    def _report(self, failure: Failure) -> None:
+        """One log line per failure: class, the daemon's words, and the fix."""
+        log.error("%s (%s): %s", "pull failed" if self.attempts else "cannot pull",
+                  failure.cls, failure.message)
+        log.info("fix: %s", fix_for(failure.cls, self._hint_context(failure.cls)))
+        self.state = state.record_failure(self.state, str(failure.cls), failure.message,
+                                          int(failure.exit_code))
+        try:
+            state.save(self.state)
+        except Exception as e:  # a read-only state dir must not stop the retries
+            log.warning("%s", e)
+
+    def _hint_context(self, cls: FailureClass) -> HintContext:
+        data_root = free = None
+        if cls is FailureClass.DISK_FULL and self.api is not None:
+            data_root = dockerapi.data_root(self.api)
+            try:
+                st = os.statvfs(data_root)
+                free = st.f_bavail * st.f_frsize
+            except OSError:
+                pass
+        creds = self.creds
+        return HintContext(ref=self.ref, config_path=creds.config_path if creds else None,
+                           credentials_found=bool(creds and creds.found),
+                           auth_file_configured=self.app.image.auth_file is not None,
+                           running_as_root=os.geteuid() == 0, data_root=data_root,
+                           free_bytes=free, platform=self.app.image.platform)
+
+
+def _platform_matches(have: str, want: str) -> bool:
+    h, w = have.split("/"), want.split("/")
+    if h[:2] != w[:2]:
+        return False
+    return len(w) < 3 or (len(h) >= 3 and h[2] == w[2])
+
+
+def _short(text: str, limit: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
