@@ -54,6 +54,12 @@ def _add_generate(sub: _Sub, parent: _Parser) -> None:
                    "units whose config was removed")
     p.add_argument("--output-dir", metavar="DIR", help="default: /etc/systemd/system")
     p.add_argument("--dry-run", action="store_true", help="print the units, write nothing")
+    p.add_argument("--reload", action="store_true",
+                   help="reload systemd after writing (D-Bus, needs root and systemd as PID 1)")
+    p.add_argument("--enable", action="store_true",
+                   help="enable the run units (implies --reload)")
+    p.add_argument("--start", action="store_true",
+                   help="start the run units, which pulls first (implies --reload)")
     p.set_defaults(func=_cmd("generate"))
 
 
@@ -94,7 +100,54 @@ def _add_pull(sub: _Sub, parent: _Parser) -> None:
     p.set_defaults(func=_cmd("pull"))
 
 
-_ADDERS = [_add_generate, _add_validate, _add_init, _add_pull]
+def _add_status(sub: _Sub, parent: _Parser) -> None:
+    p = sub.add_parser("status", parents=[parent], help="both units' state, the image in use "
+                       "and its history, and for a failed pull its cause and fix",
+                       allow_abbrev=False)
+    p.add_argument("apps", nargs="*", metavar="APP", help="default: every app")
+    p.add_argument("--json", action="store_true", help="stable machine-readable output")
+    p.set_defaults(func=_cmd("status"))
+
+
+def _add_doctor(sub: _Sub, parent: _Parser) -> None:
+    p = sub.add_parser("doctor", parents=[parent], help="run the incident checklist against "
+                       "an app's image, credentials and daemon; changes nothing",
+                       allow_abbrev=False)
+    p.add_argument("target", nargs="?", metavar="APP|IMAGE_REF")
+    p.add_argument("--json", action="store_true", help="a list of {check, status, detail, hint}")
+    p.set_defaults(func=_cmd("doctor"))
+
+
+def _add_pin(sub: _Sub, parent: _Parser) -> None:
+    p = sub.add_parser("pin", parents=[parent], help="resolve tags to digests into "
+                       "APP.lock.toml", allow_abbrev=False)
+    p.add_argument("apps", nargs="*", metavar="APP", help="default: every app")
+    p.add_argument("--check", action="store_true",
+                   help="exit 1 when a lock is missing or stale; write nothing")
+    p.set_defaults(func=_cmd("pin"))
+
+
+def _add_rollback(sub: _Sub, parent: _Parser) -> None:
+    p = sub.add_parser("rollback", parents=[parent], help="switch APP to the previous (or "
+                       "named) good digest and restart it; works with the registry down",
+                       allow_abbrev=False)
+    p.add_argument("app", metavar="APP")
+    p.add_argument("--to", metavar="DIGEST", help="a digest from 'pullunit status APP'")
+    p.add_argument("--no-restart", action="store_true",
+                   help="only write the env file and state; do not restart APP.service")
+    p.set_defaults(func=_cmd("rollback"))
+
+
+def _add_prefetch(sub: _Sub, parent: _Parser) -> None:
+    p = sub.add_parser("prefetch", parents=[parent], help="pull newer digests for policy="
+                       "always apps without restarting them", allow_abbrev=False)
+    p.add_argument("apps", nargs="*", metavar="APP", help="default: every policy=always app")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd("prefetch"))
+
+
+_ADDERS = [_add_generate, _add_validate, _add_init, _add_pull, _add_status, _add_doctor,
+           _add_pin, _add_rollback, _add_prefetch]
 
 
 def build_parser() -> argparse.ArgumentParser:

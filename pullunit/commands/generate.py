@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .. import paths
 from ..cli import config_dir
-from ..config import resolve_app
+from ..config import AppConfig, resolve_app
 from ..errors import ConfigError, ExitCode
 from ..generate import generate
 from ..render import UnitFile
@@ -44,4 +44,23 @@ def run(args: argparse.Namespace) -> int:
             log.info("removed %s (its config is gone)", p)
         if not result.written and not result.removed and not errors:
             log.info("%d app(s), units up to date in %s", len(result.apps), output_dir)
+        _apply(args, result.apps)
     return int(ExitCode.CONFIG) if errors else 0
+
+
+def _apply(args: argparse.Namespace, apps: list[AppConfig]) -> None:
+    """--reload/--enable/--start, through systemd's D-Bus API. Only valid apps are touched."""
+    if not (args.reload or args.enable or args.start):
+        return
+    from .. import systemd
+
+    systemd.reload()
+    log.info("reloaded systemd")
+    run_units = [a.run_unit for a in apps]
+    if args.enable and run_units:
+        systemd.enable(run_units)
+        log.info("enabled %s", " ".join(run_units))
+    if args.start:
+        for app in apps:
+            systemd.start(app.run_unit)  # queues the job: the pull unit runs first
+            log.info("started %s (it waits for %s)", app.run_unit, app.pull_unit)

@@ -1,0 +1,151 @@
+"""pullunit status: what systemd and the puller know about each app.
+
+--json prints {"schema": 1, "apps": [APP...]} where APP is
+  {"app", "config", "image", "policy",
+   "units": {"pull": UNIT|null, "run": UNIT|null}, "systemd": null | "reason it is unknown",
+   "in_use": "repo@sha256:..."|null,
+   "current": ENTRY|null, "history": [ENTRY...],
+   "last_failure": {"class", "message", "exit_code", "at", "fix"}|null,
+   "healthy": bool, "error": null | "config error text"}
+UNIT is {"name", "load_state", "active_state", "sub_state", "result", "exec_main_status",
+"n_restarts", "status_text"}; ENTRY is {"reference", "digest", "image_id", "first_ready",
+"last_ready"} with times in seconds since the epoch. Keys are only ever added.
+Exit status: 0 when every app is healthy (both units active), 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict
+from typing import Any
+
+from .. import state
+from ..classify import FailureClass
+from ..cli import config_dir
+from ..config import AppConfig, app_files, app_name_of, load_app, resolve_app
+from ..errors import ConfigError, ExitCode, PullunitError
+from ..hints import HintContext, fix_for
+from ..log import use_color
+
+SCHEMA = 1
+
+
+def _units(app: AppConfig) -> tuple[dict[str, Any], str | None]:
+    from .. import systemd
+
+    try:
+        pull = systemd.unit_state(app.pull_unit).to_json()
+        run = systemd.unit_state(app.run_unit).to_json()
+    except PullunitError as e:
+        return {"pull": None, "run": None}, e.message
+    return {"pull": pull, "run": run}, None
+
+
+def _fix(app: AppConfig, cls: str) -> str:
+    try:
+        fc = FailureClass(cls)
+    except ValueError:
+        return ""
+    return fix_for(fc, HintContext(ref=app.image.ref, platform=app.image.platform,
+                                   auth_file_configured=app.image.auth_file is not None))
+
+
+def app_status(app: AppConfig) -> dict[str, Any]:
+    st = state.load(app.name)
+    units, why = _units(app)
+    lf = st.last_failure
+    healthy = bool(units["pull"] and units["run"]
+                   and units["pull"]["active_state"] == "active"
+                   and units["run"]["active_state"] == "active")
+    return {
+        "app": app.name,
+        "config": str(app.path),
+        "image": str(app.image.ref),
+        "policy": str(app.image.policy),
+        "units": units,
+        "systemd": why,
+        "in_use": state.read_env_file(app.name),
+        "current": asdict(st.current) if st.current else None,
+        "history": [asdict(e) for e in st.history],
+        "last_failure": {"class": lf.cls, "message": lf.message, "exit_code": lf.exit_code,
+                         "at": lf.at, "fix": _fix(app, lf.cls)} if lf else None,
+        "healthy": healthy,
+        "error": None,
+    }
+
+
+def _broken(name: str, path: str, error: ConfigError) -> dict[str, Any]:
+    return {"app": name, "config": path, "image": None, "policy": None,
+            "units": {"pull": None, "run": None}, "systemd": None, "in_use": None,
+            "current": None, "history": [], "last_failure": None, "healthy": False,
+            "error": error.message}
+
+
+def _ago(t: float) -> str:
+    s = max(0, int(time.time() - t))
+    for unit, n in (("d", 86400), ("h", 3600), ("min", 60)):
+        if s >= n:
+            return f"{s // n}{unit} ago"
+    return f"{s}s ago"
+
+
+def _unit_line(u: dict[str, Any] | None) -> str:
+    if u is None:
+        return "unknown"
+    text = f"{u['active_state']} ({u['sub_state']})"
+    if u["result"] not in ("", "success"):
+        text += f" result={u['result']} status={u['exec_main_status']}"
+    if u["n_restarts"]:
+        text += f" restarts={u['n_restarts']}"
+    return text
+
+
+def _print_human(apps: list[dict[str, Any]]) -> None:
+    color = use_color(sys.stdout)
+    for a in apps:
+        mark = "●" if a["healthy"] else "○"
+        if color:
+            mark = f"\033[{'32' if a['healthy'] else '31'}m{mark}\033[0m"
+        print(f"{mark} {a['app']}  {a['image'] or ''}")
+        if a["error"]:
+            print(f"    config:   {a['error']}")
+            continue
+        units = a["units"]
+        print(f"    pull:     {_unit_line(units['pull'])}")
+        if units["pull"] and units["pull"]["status_text"]:
+            print(f"              {units['pull']['status_text']}")
+        print(f"    run:      {_unit_line(units['run'])}")
+        if a["systemd"]:
+            print(f"    systemd:  {a['systemd']}")
+        print(f"    in use:   {a['in_use'] or '-'}")
+        for i, e in enumerate(a["history"]):
+            label = "history:" if i == 0 else ""
+            print(f"    {label:<9} {e['reference']}  (ready {_ago(e['last_ready'])})")
+        lf = a["last_failure"]
+        if lf:
+            print(f"    failed:   {lf['class']} (exit {lf['exit_code']}, {_ago(lf['at'])}): "
+                  f"{lf['message']}")
+            if lf["fix"]:
+                print(f"    fix:      {lf['fix']}")
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = config_dir(args)
+    paths = [resolve_app(cfg, a) for a in args.apps] if args.apps else app_files(cfg)
+    apps = []
+    for p in paths:
+        try:
+            apps.append(app_status(load_app(p)))
+        except ConfigError as e:
+            apps.append(_broken(app_name_of(p), str(p), e))
+    if args.json:
+        json.dump({"schema": SCHEMA, "apps": apps}, sys.stdout, indent=2, sort_keys=True)
+        sys.stdout.write("\n")
+    else:
+        if not apps:
+            print(f"no apps configured in {cfg}")
+        _print_human(apps)
+    return 0 if all(a["healthy"] for a in apps) else int(ExitCode.FAILURE)
