@@ -101,6 +101,18 @@ class Failure:
         return _EXIT[self.cls]
 
 
+class PullFailed(Exception):
+    """One attempt failed; `failure` says how."""
+
+    def __init__(self, failure: Failure):
+        super().__init__(failure.message)
+        self.failure = failure
+
+
+def fail(cls: FailureClass, message: str) -> PullFailed:
+    return PullFailed(Failure(cls, redact(message)))
+
+
 def classify(message: str, status_code: int | None = None) -> FailureClass:
     """Classify a daemon error text (and the HTTP status docker-py saw, if any)."""
     for cls, pattern in _RULES:

@@ -17,34 +17,19 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import docker
 import docker.auth
 import docker.errors
 import requests
 
-from .classify import Failure, FailureClass, classify, redact
+from .classify import FailureClass, PullFailed, classify, fail
+from .engine import ARCH, LocalImage, docker_host
 from .errors import ExitCode, PullunitError
 from .reference import ImageRef
 
-Api = docker.APIClient
-DEFAULT_HOST = "unix:///run/docker.sock"
-# Maps `uname -m` style names to Go's GOARCH, which images and --platform use.
-_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386",
-         "i386": "386", "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
-
-
-class PullFailed(Exception):
-    """One attempt failed; `failure` says how."""
-
-    def __init__(self, failure: Failure):
-        super().__init__(failure.message)
-        self.failure = failure
-
-
-def fail(cls: FailureClass, message: str) -> PullFailed:
-    return PullFailed(Failure(cls, redact(message)))
+Api: TypeAlias = Any  # docker.APIClient (docker-py ships no type hints)
 
 
 def from_exception(exc: BaseException) -> PullFailed:
@@ -64,11 +49,7 @@ def from_exception(exc: BaseException) -> PullFailed:
     raise exc
 
 
-def docker_host() -> str:
-    return os.environ.get("DOCKER_HOST") or DEFAULT_HOST
-
-
-def connect(timeout: float = 30.0) -> docker.APIClient:
+def connect(timeout: float = 30.0) -> Api:
     """Connect and negotiate the API version; a dead daemon is a retryable failure."""
     try:
         return docker.APIClient(base_url=docker_host(), version="auto", timeout=timeout)
@@ -76,81 +57,27 @@ def connect(timeout: float = 30.0) -> docker.APIClient:
         raise from_exception(e) from e
 
 
-def daemon_platform(api: docker.APIClient) -> str:
-    try:
-        v = api.version()
-    except Exception as e:
-        raise from_exception(e) from e
-    arch = _ARCH.get(str(v.get("Arch", "")), str(v.get("Arch", "")))
-    return f"{v.get('Os', 'linux')}/{arch}"
+class SdkEngine:
+    """The same two questions as engine.LiteEngine, asked through docker-py."""
 
+    def __init__(self, api: Api):
+        self.api = api
 
-def familiar(name: str) -> str:
-    """Docker's short form of a repository name: docker.io/library/x -> x."""
-    for prefix in ("docker.io/library/", "docker.io/", "index.docker.io/library/",
-                   "index.docker.io/"):
-        if name.startswith(prefix):
-            return name[len(prefix):]
-    return name
+    def inspect(self, name: str) -> LocalImage | None:
+        try:
+            return LocalImage.from_inspect(self.api.inspect_image(name))
+        except docker.errors.NotFound:
+            return None
+        except Exception as e:
+            raise from_exception(e) from e
 
-
-@dataclass(frozen=True)
-class LocalImage:
-    id: str
-    repo_digests: tuple[str, ...]
-    repo_tags: tuple[str, ...]
-    os: str
-    architecture: str
-    variant: str | None
-    size: int
-
-    @property
     def platform(self) -> str:
-        base = f"{self.os}/{self.architecture}"
-        return f"{base}/{self.variant}" if self.variant else base
-
-    def digest_for(self, ref: ImageRef) -> str | None:
-        """The registry digest this image has under ref's repository, if any."""
-        want = familiar(ref.repository)
-        for rd in self.repo_digests:
-            name, _, digest = rd.partition("@")
-            if familiar(name) == want:
-                return digest
-        return None
-
-    def run_reference(self, ref: ImageRef) -> str:
-        """What the run unit starts: repo@sha256 when known, else the image ID."""
-        digest = self.digest_for(ref)
-        return ref.with_digest(digest) if digest else self.id
-
-
-def inspect(api: docker.APIClient, name: str) -> LocalImage | None:
-    try:
-        data = api.inspect_image(name)
-    except docker.errors.ImageNotFound:
-        return None
-    except docker.errors.NotFound:
-        return None
-    except Exception as e:
-        raise from_exception(e) from e
-    return LocalImage(
-        id=str(data["Id"]),
-        repo_digests=tuple(data.get("RepoDigests") or ()),
-        repo_tags=tuple(data.get("RepoTags") or ()),
-        os=str(data.get("Os", "")),
-        architecture=str(data.get("Architecture", "")),
-        variant=data.get("Variant") or None,
-        size=int(data.get("Size") or 0),
-    )
-
-
-def find_local(api: docker.APIClient, ref: ImageRef) -> LocalImage | None:
-    """The local image the reference names: by digest when pinned, else by tag."""
-    if ref.digest:
-        img = inspect(api, ref.with_digest(ref.digest))
-        return img if img and img.digest_for(ref) == ref.digest else None
-    assert ref.tagged is not None
-    return inspect(api, ref.tagged)
+        try:
+            v = self.api.version()
+        except Exception as e:
+            raise from_exception(e) from e
+        arch = str(v.get("Arch", ""))
+        return f"{v.get('Os', 'linux')}/{ARCH.get(arch, arch)}"
 
 
 # ---------------------------------------------------------------------------------------

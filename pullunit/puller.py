@@ -14,17 +14,22 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from . import dockerapi, state
+from . import engine as enginelib
+from . import state
 from .backoff import Backoff
-from .classify import Failure, FailureClass
+from .classify import Failure, FailureClass, PullFailed, fail
 from .config import AppConfig, Policy
-from .dockerapi import Api, Credentials, LocalImage, PullFailed, fail
 from .durations import human
+from .engine import EngineUnavailable, LiteEngine, LocalImage
 from .hints import HintContext, fix_for
 from .notify import Notifier
 from .progress import Reporter
 from .reference import ImageRef
+
+if TYPE_CHECKING:
+    from .dockerapi import Credentials
 
 log = logging.getLogger("pullunit")
 POLL = 0.25  # how often a waiting pull checks its clocks; also bounds SIGTERM latency
@@ -60,7 +65,8 @@ class Puller:
         self.sleep = sleep
         self.backoff = Backoff.from_config(app.pull)
         self.state = state.load(app.name)
-        self.api: Api | None = None
+        self.api: Any = None  # docker-py APIClient, connected only when needed
+        self.engine: Any = None  # LiteEngine, or dockerapi.SdkEngine as a fallback
         self.creds: Credentials | None = None
         self.start = clock()
         self.attempts = 0
@@ -74,28 +80,27 @@ class Puller:
         fallback_known = False
         while True:
             try:
-                api = self._api()
                 if not fallback_known and self.app.image.policy is Policy.ALWAYS:
-                    fallback, fallback_known = self._good_local(api), True
+                    fallback, fallback_known = self._good_local(), True
                 if self.app.image.policy is not Policy.ALWAYS:
-                    local = dockerapi.find_local(api, self.ref)
+                    local = self._find_local()
                     if local is not None:
-                        return self._ready(api, self._accept(api, local), "local")
+                        return self._ready(self._accept(local), "local")
                     if self.app.image.policy is Policy.NEVER:
                         raise fail(FailureClass.NOT_FOUND,
-                                   f"{self.ref} is not present locally and image.policy is "
-                                   "\"never\"")
+                                    f"{self.ref} is not present locally and image.policy is "
+                                    "\"never\"")
                 self.attempts += 1
-                image = self._accept(api, self._pull_once(api))
-                return self._ready(api, image, "pulled")
+                image = self._accept(self._pull_once())
+                return self._ready(image, "pulled")
             except PullFailed as e:
                 failure = e.failure
             if failure.cls is FailureClass.DAEMON_UNAVAILABLE:
-                self.api = None
+                self.api = self.engine = None
             self._report(failure)
             elapsed = self.clock() - self.start
             if fallback is not None and (failure.permanent or elapsed >= pull.refresh_timeout):
-                return self._ready(self._api(), fallback, "fallback", failure)
+                return self._ready(fallback, "fallback", failure)
             if failure.permanent and not pull.retry_permanent:
                 raise GaveUp(failure, self.attempts)
             delay = self.backoff.delay(retry, previous, self.rng)
@@ -117,27 +122,57 @@ class Puller:
             self.sleep(delay)
 
     # -- pieces -----------------------------------------------------------------------
-    def _api(self) -> Api:
+    def _api(self) -> Any:
+        """docker-py, imported on first use: a warm start never needs it."""
         if self.api is None:
+            from . import dockerapi
+
             self.api = dockerapi.connect()
         return self.api
 
-    def _good_local(self, api: Api) -> LocalImage | None:
+    def _engine(self) -> Any:
+        if self.engine is None:
+            try:
+                self.engine = LiteEngine()
+            except EngineUnavailable:
+                from . import dockerapi
+
+                self.engine = dockerapi.SdkEngine(self._api())
+        return self.engine
+
+    def _look(self, fn: Callable[[Any], Any]) -> Any:
+        try:
+            return fn(self._engine())
+        except EngineUnavailable as e:
+            raise fail(FailureClass.DAEMON_UNAVAILABLE,
+                        f"cannot talk to the Docker daemon at {enginelib.docker_host()}: "
+                        f"{e}") from e
+
+    def _find_local(self) -> LocalImage | None:
+        found: LocalImage | None = self._look(lambda e: enginelib.find_local(e, self.ref))
+        return found
+
+    def _good_local(self) -> LocalImage | None:
         """For policy=always: the image to keep the app running on if the registry fails."""
         current = self.state.current
         if current is not None:
-            img = dockerapi.inspect(api, current.reference)
+            img: LocalImage | None = self._look(lambda e: e.inspect(current.reference))
             if img is not None:
                 return img
-        return dockerapi.find_local(api, self.ref)
+        return self._find_local()
 
     def _credentials(self) -> Credentials:
         if self.creds is None:
+            from . import dockerapi
+
             self.creds = dockerapi.credentials(self.ref, self.app.image.auth_file)
         return self.creds
 
-    def _pull_once(self, api: Api) -> LocalImage:
+    def _pull_once(self) -> LocalImage:
+        from . import dockerapi
+
         pull = self.app.pull
+        api = self._api()
         creds = self._credentials()
         log.info("pulling %s (attempt %d)", self.ref, self.attempts)
         self.notifier.status(f"pulling {self.ref} (attempt {self.attempts})")
@@ -162,21 +197,23 @@ class Puller:
         finally:
             stream.abort()
             reporter.finish()
-        image = dockerapi.find_local(api, self.ref)
+        image = self._find_local()
         if image is None:
             if self.ref.digest:
                 raise fail(FailureClass.DIGEST_MISMATCH,
-                           f"pulled {self.ref}, but no local image has digest {self.ref.digest}")
+                            f"pulled {self.ref}, but no local image has digest "
+                            f"{self.ref.digest}")
             raise fail(FailureClass.UNKNOWN, f"the daemon reported {self.ref} pulled, but it "
-                       "is not present")
+                        "is not present")
         return image
 
-    def _accept(self, api: Api, image: LocalImage) -> LocalImage:
+    def _accept(self, image: LocalImage) -> LocalImage:
         """The checks that make an image good to run: digest, platform, verify command."""
         if self.ref.digest and image.digest_for(self.ref) != self.ref.digest:
             raise fail(FailureClass.DIGEST_MISMATCH,
-                       f"image has digest {image.digest_for(self.ref)}, pinned {self.ref.digest}")
-        want = self.app.image.platform or dockerapi.daemon_platform(api)
+                        f"image has digest {image.digest_for(self.ref)}, pinned "
+                        f"{self.ref.digest}")
+        want = self.app.image.platform or self._look(lambda e: e.platform())
         if not _platform_matches(image.platform, want):
             raise fail(FailureClass.PLATFORM,
                        f"{self.ref} is {image.platform}, but {want} is required"
@@ -187,7 +224,9 @@ class Puller:
             timeout = self.app.pull.stall_timeout
             timeout = 300.0 if math.isinf(timeout) else max(timeout, 30.0)
             self.notifier.status(f"verifying {self.ref}")
-            code, output = dockerapi.run_verify(api, image.id, verify, timeout)
+            from . import dockerapi
+
+            code, output = dockerapi.run_verify(self._api(), image.id, verify, timeout)
             if code != 0:
                 raise fail(FailureClass.VERIFY_FAILED,
                            f"image.verify {list(verify)} exited {code}: {_short(output, 300)}")
@@ -196,7 +235,7 @@ class Puller:
             log.info("verify command passed for %s", image.id[:19])
         return image
 
-    def _ready(self, api: Api, image: LocalImage, source: str,
+    def _ready(self, image: LocalImage, source: str,
                failure: Failure | None = None) -> Outcome:
         reference = image.run_reference(self.ref)
         state.write_env_file(self.app.name, reference)
@@ -236,6 +275,8 @@ class Puller:
     def _hint_context(self, cls: FailureClass) -> HintContext:
         data_root = free = None
         if cls is FailureClass.DISK_FULL and self.api is not None:
+            from . import dockerapi
+
             data_root = dockerapi.data_root(self.api)
             try:
                 st = os.statvfs(data_root)
