@@ -296,3 +296,16 @@ def data_root(api: docker.APIClient) -> str:
         return str(api.info().get("DockerRootDir") or "/var/lib/docker")
     except Exception:
         return "/var/lib/docker"
+
+
+def remote_digest(api: Api, ref: ImageRef, creds: Credentials) -> str:
+    """The digest the registry serves for ref now (what `docker pull` would get), asked
+    through the daemon so its mirrors, proxies and insecure-registry list apply."""
+    try:
+        data = api.inspect_distribution(str(ref), auth_config=creds.auth_config or None)
+    except Exception as e:
+        raise from_exception(e) from e
+    digest = (data.get("Descriptor") or {}).get("digest")
+    if not isinstance(digest, str):
+        raise fail(FailureClass.UNKNOWN, f"the daemon returned no digest for {ref}")
+    return digest

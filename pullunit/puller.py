@@ -7,6 +7,7 @@ The path of a pull: commands.pull -> Puller.run -> dockerapi (engine) -> classif
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pullunit")
 POLL = 0.25  # how often a waiting pull checks its clocks; also bounds SIGTERM latency
+PREFETCH_DEADLINE = 600.0  # a background prefetch gives up sooner than a blocked start
 
 
 @dataclass(frozen=True)
@@ -72,35 +74,40 @@ class Puller:
         self.attempts = 0
 
     # -- the loop -------------------------------------------------------------------
-    def run(self) -> Outcome:
+    def run(self, *, prefetch: bool = False) -> Outcome:
+        """Make the image ready (or, with prefetch, only pull and record a newer one)."""
         pull = self.app.pull
+        policy = self.app.image.policy
+        deadline = min(pull.deadline, PREFETCH_DEADLINE) if prefetch else pull.deadline
         previous: float | None = None
         retry = 0
-        fallback: LocalImage | None = None
-        fallback_known = False
+        can_fall_back = not prefetch and self._fallback_possible()
         while True:
             try:
-                if not fallback_known and self.app.image.policy is Policy.ALWAYS:
-                    fallback, fallback_known = self._good_local(), True
-                if self.app.image.policy is not Policy.ALWAYS:
+                if policy is not Policy.ALWAYS and not prefetch:
                     local = self._find_local()
                     if local is not None:
                         return self._ready(self._accept(local), "local")
-                    if self.app.image.policy is Policy.NEVER:
+                    if policy is Policy.NEVER:
                         raise fail(FailureClass.NOT_FOUND,
-                                    f"{self.ref} is not present locally and image.policy is "
-                                    "\"never\"")
+                                   f"{self.ref} is not present locally and image.policy is "
+                                   "\"never\"")
                 self.attempts += 1
                 image = self._accept(self._pull_once())
-                return self._ready(image, "pulled")
+                return self._prefetched(image) if prefetch else self._ready(image, "pulled")
             except PullFailed as e:
                 failure = e.failure
             if failure.cls is FailureClass.DAEMON_UNAVAILABLE:
                 self.api = self.engine = None
             self._report(failure)
             elapsed = self.clock() - self.start
-            if fallback is not None and (failure.permanent or elapsed >= pull.refresh_timeout):
-                return self._ready(fallback, "fallback", failure)
+            if can_fall_back and failure.cls is not FailureClass.DAEMON_UNAVAILABLE and (
+                    (failure.permanent and policy is Policy.ALWAYS)
+                    or (not failure.permanent and elapsed >= pull.refresh_timeout)):
+                fallback = self._fallback()
+                if fallback is not None:
+                    return self._ready(fallback, "fallback", failure)
+                can_fall_back = False
             if failure.permanent and not pull.retry_permanent:
                 raise GaveUp(failure, self.attempts)
             delay = self.backoff.delay(retry, previous, self.rng)
@@ -108,11 +115,12 @@ class Puller:
                 delay = max(delay, pull.rate_limit_delay)
             previous = delay
             retry += 1
-            if fallback is not None:  # wake up in time to fall back when refresh_timeout ends
-                delay = min(delay, max(0.0, pull.refresh_timeout - elapsed))
-            if elapsed + delay > pull.deadline:
-                log.error("giving up: the next attempt would start after pull.deadline (%s)",
-                          human(pull.deadline))
+            if can_fall_back and elapsed < pull.refresh_timeout:
+                # wake up in time to fall back when refresh_timeout ends
+                delay = min(delay, pull.refresh_timeout - elapsed)
+            if elapsed + delay > deadline:
+                log.error("giving up: the next attempt would start after the deadline (%s)",
+                          human(deadline))
                 raise GaveUp(failure, self.attempts)
             due = time.strftime("%H:%M:%S", time.localtime(time.time() + delay))
             self.notifier.status(f"attempt {max(self.attempts, 1)} failed ({failure.cls}): "
@@ -120,6 +128,60 @@ class Puller:
                                  f"at {due}")
             log.info("retrying in %s", human(delay))
             self.sleep(delay)
+
+    # -- fallback: a known-good image keeps the app running --------------------------
+    def _same_image(self, entry: state.Entry) -> bool:
+        configured = str(self.app.image.ref)
+        return (entry.image or self.state.image) == configured
+
+    def _candidates(self) -> list[state.Entry]:
+        st = self.state
+        entries = [e for e in (st.prefetched, st.current, *st.history) if e is not None]
+        seen: set[str] = set()
+        out = []
+        for e in entries:
+            if e.image_id not in seen and self._same_image(e):
+                seen.add(e.image_id)
+                out.append(e)
+        return out
+
+    def _fallback_possible(self) -> bool:
+        return bool(self._candidates()) or self.app.image.policy is Policy.ALWAYS
+
+    def _fallback(self) -> LocalImage | None:
+        """Newest good image for this ref: present locally, else loaded from its archive."""
+        for entry in self._candidates():
+            img = self._inspect(entry.image_id)
+            if img is None and self.app.pull.archive:
+                from . import archive
+
+                try:
+                    if archive.load(self._api(), self.app.name, entry.image_id):
+                        log.warning("loaded %s from its rollback archive", entry.reference)
+                        img = self._inspect(entry.image_id)
+                except Exception as e:  # a broken archive: try the next candidate
+                    log.warning("cannot load the archive of %s: %s", entry.reference, e)
+            if img is not None:
+                try:
+                    return self._accept_fallback(img)
+                except PullFailed as e:
+                    log.warning("not falling back to %s: %s", entry.reference, e)
+        if self.app.image.policy is Policy.ALWAYS:
+            tagged = self._find_local()
+            if tagged is not None:
+                try:
+                    return self._accept_fallback(tagged)
+                except PullFailed as e:
+                    log.warning("not falling back to the local %s: %s", self.ref, e)
+        return None
+
+    def _accept_fallback(self, image: LocalImage) -> LocalImage:
+        # A pinned digest must not reject an older good image we fall back to on purpose.
+        saved, self.ref = self.ref, dataclasses.replace(self.ref, digest=None)
+        try:
+            return self._accept(image)
+        finally:
+            self.ref = saved
 
     # -- pieces -----------------------------------------------------------------------
     def _api(self) -> Any:
@@ -148,18 +210,13 @@ class Puller:
                         f"cannot talk to the Docker daemon at {enginelib.docker_host()}: "
                         f"{e}") from e
 
+    def _inspect(self, name: str) -> LocalImage | None:
+        found: LocalImage | None = self._look(lambda e: e.inspect(name))
+        return found
+
     def _find_local(self) -> LocalImage | None:
         found: LocalImage | None = self._look(lambda e: enginelib.find_local(e, self.ref))
         return found
-
-    def _good_local(self) -> LocalImage | None:
-        """For policy=always: the image to keep the app running on if the registry fails."""
-        current = self.state.current
-        if current is not None:
-            img: LocalImage | None = self._look(lambda e: e.inspect(current.reference))
-            if img is not None:
-                return img
-        return self._find_local()
 
     def _credentials(self) -> Credentials:
         if self.creds is None:
@@ -239,9 +296,10 @@ class Puller:
                failure: Failure | None = None) -> Outcome:
         reference = image.run_reference(self.ref)
         state.write_env_file(self.app.name, reference)
-        self.state = state.record_ready(self.state, str(self.ref), reference,
+        self.state = state.record_ready(self.state, str(self.app.image.ref), reference,
                                         image.digest_for(self.ref), image.id,
                                         self.app.pull.keep)
+        self._archive(image)
         if failure is not None:
             self.state = state.record_failure(self.state, str(failure.cls), failure.message,
                                               int(failure.exit_code))
@@ -259,6 +317,30 @@ class Puller:
         log.info("%s", text)
         self.notifier.ready(text)
         return Outcome(reference, image, source, self.attempts, elapsed)
+
+    def _prefetched(self, image: LocalImage) -> Outcome:
+        reference = image.run_reference(self.ref)
+        self.state = state.record_prefetch(self.state, str(self.app.image.ref), reference,
+                                           image.digest_for(self.ref), image.id)
+        state.save(self.state)
+        self._archive(image)
+        return Outcome(reference, image, "prefetched", self.attempts, self.clock() - self.start)
+
+    def _archive(self, image: LocalImage) -> None:
+        """Keep a `docker save` of each kept image; drop archives that left the history."""
+        if not self.app.pull.archive:
+            return
+        from . import archive
+
+        try:
+            path = archive.save(self._api(), self.app.name, image.id)
+            log.info("rollback archive: %s", path)
+            keep = {e.image_id for e in self.state.history}
+            if self.state.prefetched is not None:
+                keep.add(self.state.prefetched.image_id)
+            archive.prune(self.app.name, keep)
+        except Exception as e:  # the app can run without its archive; say so and go on
+            log.warning("cannot write the rollback archive of %s: %s", image.id[:19], e)
 
     def _report(self, failure: Failure) -> None:
         """One log line per failure: class, the daemon's words, and the fix."""

@@ -28,6 +28,7 @@ class Entry:
     image_id: str
     first_ready: float
     last_ready: float
+    image: str = ""  # the configured reference it was pulled for (tag form)
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class AppState:
     history: tuple[Entry, ...] = ()
     verified: tuple[str, ...] = ()  # image IDs whose verify command passed
     last_failure: Attempt | None = None
+    prefetched: Entry | None = None  # pulled by `prefetch`, not yet running
     updated: float = field(default=0.0)
 
     def to_json(self) -> dict[str, Any]:
@@ -56,7 +58,7 @@ class AppState:
 
 def _entry(d: dict[str, Any]) -> Entry:
     return Entry(str(d["reference"]), d.get("digest"), str(d["image_id"]),
-                 float(d["first_ready"]), float(d["last_ready"]))
+                 float(d["first_ready"]), float(d["last_ready"]), str(d.get("image", "")))
 
 
 def from_json(app: str, data: dict[str, Any]) -> AppState:
@@ -71,6 +73,7 @@ def from_json(app: str, data: dict[str, Any]) -> AppState:
         verified=tuple(str(v) for v in data.get("verified", [])),
         last_failure=Attempt(float(lf["at"]), str(lf["cls"]), str(lf["message"]),
                              int(lf["exit_code"])) if lf else None,
+        prefetched=_entry(data["prefetched"]) if data.get("prefetched") else None,
         updated=float(data.get("updated", 0.0)),
     )
 
@@ -113,10 +116,20 @@ def record_ready(state: AppState, image: str, reference: str, digest: str | None
     for e in state.history:
         if e.image_id == image_id and e.reference == reference:
             first = e.first_ready
-    entry = Entry(reference, digest, image_id, first, now)
+    entry = Entry(reference, digest, image_id, first, now, image)
     rest = [e for e in state.history if e.image_id != image_id]
+    prefetched = state.prefetched
+    if prefetched is not None and prefetched.image_id == image_id:
+        prefetched = None  # it is running now
     return replace(state, image=image, current=entry, history=tuple([entry, *rest][:keep]),
-                   last_failure=None, updated=now)
+                   last_failure=None, prefetched=prefetched, updated=now)
+
+
+def record_prefetch(state: AppState, image: str, reference: str, digest: str | None,
+                    image_id: str, now: float | None = None) -> AppState:
+    now = time.time() if now is None else now
+    return replace(state, prefetched=Entry(reference, digest, image_id, now, now, image),
+                   updated=now)
 
 
 def record_failure(state: AppState, cls: str, message: str, exit_code: int,

@@ -9,6 +9,7 @@ import signal
 import sys
 from types import FrameType
 
+from .. import lockfile
 from ..cli import config_dir
 from ..config import load_app, resolve_app
 from ..errors import ExitCode, PullunitError
@@ -33,6 +34,12 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
 
 def run(args: argparse.Namespace) -> int:
     app = load_app(resolve_app(config_dir(args), args.app))
+    ref, lock = lockfile.effective_ref(app)
+    if lock is not None and ref is app.image.ref and not app.image.ref.digest:
+        log.warning("ignoring %s: it pins %s, but the config now says %s (run 'pullunit pin')",
+                    lockfile.lock_path(app), lock.ref, app.image.ref)
+    elif lock is not None and ref is not app.image.ref:
+        log.info("pinned by %s (%s): %s", lockfile.lock_path(app).name, lock.source, ref)
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     notifier = Notifier()
@@ -43,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
     with app_lock(app.name, waiting):
         try:
-            outcome = Puller(app, notifier=notifier).run()
+            outcome = Puller(app, notifier=notifier, ref=ref).run()
         except GaveUp as e:
             f = e.failure
             notifier.status(f"failed ({f.cls}) after {e.attempts} attempt(s): {f.message}")
