@@ -19,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pullunit.backoff import Backoff, kubelet_like  # noqa: E402
-from pullunit.config import Jitter  # noqa: E402
+from pullunit.backoff import Backoff, kubelet_like
+from pullunit.config import Jitter
 
 
 def simulate(policy: Backoff, hosts: int, outage: float, seed: int,

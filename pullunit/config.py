@@ -346,9 +346,23 @@ def _user(value: object, where: _Where) -> str:
     return s
 
 
+def _short_flags_detach(arg: str) -> bool:
+    """-dit, -td ...: combined short flags that include -d (only boolean flags combine)."""
+    if not arg.startswith("-") or arg.startswith("--") or len(arg) < 2:
+        return False
+    for letter in arg[1:]:
+        if letter == "d":
+            return True
+        if letter not in "itPq":
+            return False
+    return False
+
+
 def _docker_arg(value: object, where: _Where) -> str:
     s = _string(value, where)
     flag = s.split("=", 1)[0]
+    if _short_flags_detach(s):
+        flag = "-d"
     if flag in _FORBIDDEN_DOCKER_ARGS:
         raise where.error(f"{flag!r} is managed by pullunit and cannot be passed in docker_args",
                           "the run unit never pulls, always runs in the foreground, and names "

@@ -22,7 +22,8 @@ _UNITS: dict[str, float] = {
     "years": 31557600.0, "year": 31557600.0, "y": 31557600.0,
 }
 _UNIT_ALT = "|".join(re.escape(u) for u in sorted(_UNITS, key=len, reverse=True) if u)
-_COMPONENT = re.compile(rf"\s*(\d+(?:\.\d+)?|\.\d+)\s*({_UNIT_ALT})?(?![A-Za-zµμ])")
+_COMPONENT = re.compile(
+    rf"\s*(?>(\d+(?:\.\d+)?|\.\d+))(?![.\d])\s*({_UNIT_ALT})?(?![A-Za-zµμ])")
 
 
 class DurationError(ValueError):

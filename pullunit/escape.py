@@ -28,6 +28,10 @@ def check_text(value: str) -> None:
         # U+2028/U+2029 and friends: not line breaks to systemd, but they are to readers.
         if unicodedata.category(ch) in ("Zl", "Zp", "Cs"):
             raise UnsafeValueError(f"contains line separator or surrogate U+{ord(ch):04X}")
+        cp = ord(ch)
+        if 0xFDD0 <= cp <= 0xFDEF or (cp & 0xFFFE) == 0xFFFE:
+            # systemd refuses such a line as "not UTF-8 clean" and drops the directive
+            raise UnsafeValueError(f"contains Unicode noncharacter U+{cp:04X}")
 
 
 def escape_specifiers(value: str) -> str:
@@ -66,8 +70,10 @@ def exec_word(word: str) -> str:
     return f'"{escaped}"'
 
 
-def exec_line(argv: list[str], *, keep: frozenset[str] = frozenset()) -> str:
-    """Quote a whole argv. Words in `keep` are trusted templates (e.g. ${PULLUNIT_IMAGE})."""
+def exec_line(argv: list[str], *, raw_at: frozenset[int] = frozenset()) -> str:
+    """Quote a whole argv. Words at the positions in `raw_at` are pullunit's own trusted
+    templates (${PULLUNIT_IMAGE}); by position, so a config value that happens to read
+    "${PULLUNIT_IMAGE}" is still quoted."""
     if not argv:
         raise UnsafeValueError("empty command")
-    return " ".join(w if w in keep else exec_word(w) for w in argv)
+    return " ".join(w if i in raw_at else exec_word(w) for i, w in enumerate(argv))

@@ -5,6 +5,7 @@ nothing of anyone else's."""
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +59,30 @@ def render_all(config_dir: Path, files: Iterable[Path], executable: str,
     return out
 
 
+def _unique_container_names(rendered: list[Rendered], config_dir: Path, files: list[Path],
+                            result: Result) -> list[Rendered]:
+    """Two apps with one run.name would `docker rm --force` each other's container. The
+    app whose file sorts first keeps the name; the other is reported and not written."""
+    owners: dict[str, Path] = {}
+    for path in app_files(config_dir):  # apps not being generated now still own their names
+        if Path(os.path.abspath(path)) not in files:
+            try:
+                owners.setdefault(load_app(path).run.name, path)
+            except ConfigError:
+                pass
+    kept = []
+    for r in sorted(rendered, key=lambda r: str(r.app.path)):
+        owner = owners.setdefault(r.app.run.name, r.app.path)
+        if owner != r.app.path:
+            result.errors.append(ConfigError(
+                f"{r.app.path}: run.name: container name {r.app.run.name!r} is already used "
+                f"by {owner}; each app needs its own"))
+            result.apps.remove(r.app)
+            continue
+        kept.append(r)
+    return kept
+
+
 def marker_source(path: Path) -> Path | None:
     """The config a generated unit came from, or None for a file pullunit did not write."""
     try:
@@ -84,10 +109,12 @@ def prune(output_dir: Path, keep: set[str], result: Result, dry_run: bool) -> No
         if source is None or source.exists():
             continue  # hand-written, or its config is still there (maybe invalid right now)
         if not dry_run:
-            unit.unlink()
-            for link in output_dir.glob(f"*.wants/{unit.name}"):
+            # Links first: once the unit is gone, glob() no longer sees dangling links.
+            for wants in output_dir.glob("*.wants"):
+                link = wants / unit.name
                 if link.is_symlink():
                     link.unlink()
+            unit.unlink()
         result.removed.append(unit)
 
 
@@ -99,8 +126,13 @@ def generate(config_dir: Path, output_dir: Path, *, selected: list[Path] | None 
     if "\n" in str(config_dir) or "\n" in str(output_dir):
         raise PullunitError("directory names must not contain newlines", ExitCode.USAGE)
     result = Result()
-    files = selected if selected is not None else app_files(config_dir)
+    # Units run with cwd /: a relative --config-dir would mean something else there, and
+    # the marker must name the source file unambiguously for pruning.
+    config_dir = Path(os.path.abspath(config_dir))
+    files = [Path(os.path.abspath(p))
+             for p in (selected if selected is not None else app_files(config_dir))]
     rendered = render_all(config_dir, files, executable or paths.pullunit_executable(), result)
+    rendered = _unique_container_names(rendered, config_dir, files, result)
     names = set()
     for r in rendered:
         for unit in r.units:

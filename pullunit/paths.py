@@ -35,6 +35,11 @@ def pullunit_executable() -> str:
     if override:
         return override
     argv0 = Path(sys.argv[0])
+    if argv0.name == "pullunit-generator":
+        # systemd runs generators with a minimal PATH; the sibling is the right pullunit
+        sibling = argv0.resolve().parent / "pullunit"
+        if os.access(sibling, os.X_OK):
+            return str(sibling)
     if argv0.name == "pullunit" and argv0.exists():
         return str(argv0.resolve().parent / "pullunit") if argv0.is_absolute() else str(
             argv0.absolute())

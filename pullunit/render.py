@@ -90,6 +90,9 @@ def pull_argv(app: AppConfig, config_dir: Path, executable: str) -> list[str]:
 
 def context(app: AppConfig, config_dir: Path, executable: str) -> dict[str, object]:
     stop_seconds = math.ceil(app.run.stop_timeout)
+    run_argv = docker_run_argv(app)
+    image_at = len(run_argv) - len(app.run.command) - 1
+    assert run_argv[image_at] == IMAGE_VARIABLE
     return {
         "app": app,  # raw config, for admin templates; escape with the values below
         "marker": marker(app),
@@ -100,7 +103,7 @@ def context(app: AppConfig, config_dir: Path, executable: str) -> dict[str, obje
         "pull_exec": exec_line(pull_argv(app, config_dir, executable)),
         "env_file": str(paths.env_file(app.name)),
         "rm_exec": exec_line([paths.DOCKER, "rm", "--force", app.run.name]),
-        "run_exec": exec_line(docker_run_argv(app), keep=frozenset({IMAGE_VARIABLE})),
+        "run_exec": exec_line(run_argv, raw_at=frozenset({image_at})),
         "stop_exec": exec_line([paths.DOCKER, "stop", "--time", str(stop_seconds),
                                 app.run.name]),
         "restart": app.run.restart.value,

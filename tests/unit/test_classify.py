@@ -83,8 +83,8 @@ def test_exit_codes_follow_the_contract() -> None:
 
 
 def test_permanent_classes() -> None:
-    assert PERMANENT == {C.NOT_FOUND, C.DENIED, C.PLATFORM, C.DIGEST_MISMATCH,
-                         C.VERIFY_FAILED, C.TLS, C.DISK_FULL}
+    assert {C.NOT_FOUND, C.DENIED, C.PLATFORM, C.DIGEST_MISMATCH,
+                         C.VERIFY_FAILED, C.TLS, C.DISK_FULL} == PERMANENT
     assert Failure(C.DNS, "x").permanent is False
     assert Failure(C.DENIED, "x").exit_code == 77
 

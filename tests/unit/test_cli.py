@@ -1,0 +1,182 @@
+"""The `pullunit` command line: version, usage errors, init, validate, exit codes."""
+
+from __future__ import annotations
+
+import stat
+import subprocess
+import sys
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from pullunit import __version__
+from pullunit.config import load_app
+
+from .conftest import MINIMAL, assert_no_traceback, cli_env, run_cli
+
+
+def test_version() -> None:
+    proc = run_cli("--version")
+    assert (proc.returncode, proc.stdout) == (0, f"pullunit {__version__}\n")
+
+
+def test_module_entry_point() -> None:
+    proc = subprocess.run([sys.executable, "-m", "pullunit", "--version"], capture_output=True,
+                          text=True, env=cli_env(), timeout=60)
+    assert (proc.returncode, proc.stdout) == (0, f"pullunit {__version__}\n")
+
+
+def test_help_lists_commands_and_exit_codes() -> None:
+    proc = run_cli("--help")
+    assert proc.returncode == 0
+    for word in ("generate", "validate", "init", "64  usage error", "78  configuration error"):
+        assert word in proc.stdout
+
+
+@pytest.mark.parametrize("args", [
+    [],
+    ["frobnicate"],
+    ["generate", "--bogus"],
+    ["generate", "--dry"],  # no abbreviations
+    ["validate", "--config-dir"],
+    ["init", "web"],  # --image is required
+    ["init"],
+], ids=["no-command", "unknown-command", "unknown-option", "abbreviated-option",
+        "option-without-value", "init-without-image", "init-without-app"])
+def test_usage_errors_exit_64(args: list[str]) -> None:
+    proc = run_cli(*args)
+    assert proc.returncode == 64, proc.stderr
+    assert "usage: pullunit" in proc.stderr
+    assert "error:" in proc.stderr
+    assert_no_traceback(proc.stderr)
+
+
+@pytest.mark.parametrize("command", ["generate", "validate", "init"])
+def test_subcommand_help(command: str) -> None:
+    proc = run_cli(command, "--help")
+    assert proc.returncode == 0
+    assert f"usage: pullunit {command}" in proc.stdout
+    assert "--config-dir" in proc.stdout
+
+
+# --- init -------------------------------------------------------------------------------------
+
+def test_init_writes_a_valid_minimal_config(config_dir: Path) -> None:
+    proc = run_cli("init", "web", "--image", "ghcr.io/org/web:1.2", "--config-dir", config_dir)
+    path = config_dir / "web.toml"
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"{path}\n"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    data = tomllib.loads(path.read_text())
+    assert data["image"] == {"ref": "ghcr.io/org/web:1.2", "policy": "missing"}
+    app = load_app(path)
+    assert str(app.image.ref) == "ghcr.io/org/web:1.2"
+    assert app.unit.description == "web (ghcr.io/org/web)"
+    assert [p.name for p in config_dir.iterdir()] == ["web.toml"]  # no temp file left
+    assert run_cli("validate", path).returncode == 0
+
+
+def test_init_creates_the_config_dir(tmp_path: Path) -> None:
+    cfg = tmp_path / "a" / "b"
+    proc = run_cli("init", "web", "--image", "nginx:1", env=cli_env(PULLUNIT_CONFIG_DIR=str(cfg)))
+    assert proc.returncode == 0, proc.stderr
+    assert (cfg / "web.toml").is_file()
+
+
+def test_init_refuses_to_overwrite(config_dir: Path, write_app: Callable[..., Path]) -> None:
+    path = write_app("web", "# mine\n" + MINIMAL)
+    before = path.read_bytes()
+    proc = run_cli("init", "web", "--image", "nginx:2", "--config-dir", config_dir)
+    assert proc.returncode == 73, proc.stderr
+    assert f"{path} already exists; not overwriting it" in proc.stderr
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in config_dir.iterdir()) == ["web.toml"]
+    assert_no_traceback(proc.stderr)
+
+
+@pytest.mark.parametrize(("app", "image", "message"), [
+    ("web", "nginx", "--image: image reference 'nginx' has neither tag nor digest"),
+    ("web", "Nginx:1", "--image: invalid image reference 'Nginx:1'"),
+    ("bad name", "nginx:1", "app name 'bad name' (the file name) is not a valid unit name"),
+    ("x-pull", "nginx:1", "app name 'x-pull' must not end in '-pull'"),
+])
+def test_init_rejects_bad_arguments_with_64(app: str, image: str, message: str,
+                                            config_dir: Path) -> None:
+    proc = run_cli("init", app, "--image", image, "--config-dir", config_dir)
+    assert proc.returncode == 64, proc.stderr
+    assert message in proc.stderr
+    assert list(config_dir.iterdir()) == []
+
+
+def test_init_then_generate(config_dir: Path, output_dir: Path) -> None:
+    assert run_cli("init", "web", "--image", "nginx:1.25", "--config-dir",
+                   config_dir).returncode == 0
+    proc = run_cli("generate", "--config-dir", config_dir, "--output-dir", output_dir)
+    assert proc.returncode == 0, proc.stderr
+    assert "Description=web (nginx)\n" in (output_dir / "web.service").read_text()
+
+
+# --- validate ---------------------------------------------------------------------------------
+
+def test_validate_all_apps_of_the_config_dir(config_dir: Path,
+                                             write_app: Callable[..., Path]) -> None:
+    write_app("a")
+    write_app("b")
+    proc = run_cli("validate", "--config-dir", config_dir)
+    assert proc.returncode == 0
+    assert proc.stdout == (f"{config_dir / 'a.toml'}: ok (a-pull.service, a.service)\n"
+                           f"{config_dir / 'b.toml'}: ok (b-pull.service, b.service)\n")
+
+
+def test_validate_by_app_name(config_dir: Path, write_app: Callable[..., Path]) -> None:
+    write_app("web")
+    proc = run_cli("validate", "--config-dir", config_dir, "web")
+    assert proc.returncode == 0
+    assert proc.stdout == f"{config_dir / 'web.toml'}: ok (web-pull.service, web.service)\n"
+
+
+def test_validate_empty_config_dir_warns(config_dir: Path) -> None:
+    proc = run_cli("validate", "--config-dir", config_dir)
+    assert proc.returncode == 0
+    assert proc.stderr == f"pullunit: warning: no app configs (*.toml) in {config_dir}\n"
+
+
+def test_validate_writes_nothing(config_dir: Path, write_app: Callable[..., Path]) -> None:
+    write_app("web")
+    before = sorted(config_dir.iterdir())
+    run_cli("validate", "--config-dir", config_dir)
+    assert sorted(config_dir.iterdir()) == before
+
+
+def test_examples_validate() -> None:
+    from .conftest import EXAMPLES
+
+    proc = run_cli("validate", EXAMPLES / "web.toml", EXAMPLES / "minimal.toml")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+
+
+def test_debug_flag_is_accepted(config_dir: Path) -> None:
+    proc = run_cli("--debug", "validate", "--config-dir", config_dir)
+    assert proc.returncode == 0
+
+
+_IMPORT_PROBE = """
+import sys
+from pullunit.cli import main
+rc = main(sys.argv[1:])
+bad = sorted(m for m in sys.modules if m.split(".")[0] in ("docker", "pystemd", "requests"))
+print(rc, "pullunit.commands.generate" in sys.modules, bad)
+"""
+
+
+def test_generate_does_not_import_docker(config_dir: Path, output_dir: Path,
+                                         write_app: Callable[..., Path]) -> None:
+    """`pullunit generate` runs on every config change: it must not pay for the Docker SDK."""
+    write_app("web")
+    proc = subprocess.run([sys.executable, "-c", _IMPORT_PROBE, "generate", "--config-dir",
+                           str(config_dir), "--output-dir", str(output_dir)],
+                          env=cli_env(), capture_output=True, text=True, timeout=60)
+    assert proc.stdout == "0 True []\n", proc.stderr

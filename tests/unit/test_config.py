@@ -1,0 +1,436 @@
+"""pullunit.config: the app schema and its strict validation.
+
+The table of bad configs runs the real CLI (`pullunit validate FILE`) on each and checks
+the message names the file and the dotted key, the exit status is 78, and no traceback
+escapes.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from pullunit.config import (
+    AppConfig,
+    Jitter,
+    Policy,
+    Restart,
+    app_files,
+    config_dir_from_env,
+    load_app,
+    parse_app,
+    resolve_app,
+)
+from pullunit.errors import ConfigError, ExitCode
+
+from .conftest import EXAMPLES, assert_no_traceback, run_cli
+
+BASE = '[image]\nref = "nginx:1.25"\n'
+
+
+@dataclass(frozen=True)
+class Bad:
+    id: str
+    toml: str | bytes
+    expected: str  # after "FILE: "
+    name: str = "web"
+    also: str = ""  # a second substring, e.g. the suggestion
+
+
+BAD = [
+    # unknown tables and keys, with suggestions
+    Bad("unknown-table-suggest", BASE + "[units]\ndescription = 'x'\n",
+        "units: unknown table 'units'; did you mean 'unit'?"),
+    Bad("unknown-table-no-match", BASE + "[service]\nrestart = 'always'\n",
+        "service: unknown table 'service'; valid: image, pull, run, unit"),
+    Bad("unknown-key-suggest", BASE + "[run]\nportz = ['80']\n",
+        "run.portz: unknown key 'portz'; did you mean 'ports'?"),
+    Bad("unknown-key-image", '[image]\nrefs = "nginx:1"\n',
+        "image.refs: unknown key 'refs'; did you mean 'ref'?"),
+    Bad("unknown-key-no-match", BASE + "[pull]\nzzz = 1\n",
+        "pull.zzz: unknown key 'zzz'; valid: initial_delay, max_delay,"),
+    Bad("unknown-subtable", BASE + "[image.extra]\nx = 1\n",
+        "image.extra: unknown key 'extra'"),
+    # required
+    Bad("missing-image", "[run]\nname = 'x'\n", "image: table [image] with 'ref' is required"),
+    Bad("missing-ref", "[image]\npolicy = 'always'\n", "image.ref: is required"),
+    # wrong types
+    Bad("image-not-table", 'image = "nginx:1"\n', "image: expected a table [image], got string"),
+    Bad("pull-not-table", "pull = 5\n" + BASE, "pull: expected a table [pull], got integer"),
+    Bad("keep-string", BASE + "[pull]\nkeep = '3'\n",
+        "pull.keep: expected an integer, got string"),
+    Bad("ports-string", BASE + "[run]\nports = '80'\n",
+        "run.ports: expected an array, got string"),
+    Bad("bool-string", BASE + "[pull]\nretry_permanent = 'yes'\n",
+        "pull.retry_permanent: expected true or false, got string"),
+    Bad("command-item-int", BASE + "[run]\ncommand = ['a', 1]\n",
+        "run.command[1]: expected a string, got integer"),
+    Bad("env-value-int", BASE + "[run.env]\nA = 1\n", "run.env.A: expected a string, got integer"),
+    Bad("env-not-table", BASE + "[run]\nenv = ['A=1']\n",
+        "run.env: expected a table of NAME = \"value\", got array"),
+    Bad("verify-string", '[image]\nref = "nginx:1"\nverify = "true"\n',
+        "image.verify: expected an array, got string"),
+    Bad("multiplier-string", BASE + "[pull]\nmultiplier = '2'\n",
+        "pull.multiplier: expected a number, got string"),
+    # ranges
+    Bad("multiplier-range", BASE + "[pull]\nmultiplier = 0.5\n",
+        "pull.multiplier: must be between 1.0 and 100.0, got 0.5"),
+    Bad("keep-range", BASE + "[pull]\nkeep = 0\n", "pull.keep: must be between 1 and 100, got 0"),
+    # durations
+    Bad("bad-duration", BASE + "[pull]\ninitial_delay = '5 parsecs'\n",
+        "pull.initial_delay: invalid duration '5 parsecs'"),
+    Bad("negative-duration", BASE + "[run]\nrestart_sec = -1\n",
+        "run.restart_sec: duration must be a non-negative number of seconds, got -1"),
+    Bad("zero-positive-duration", BASE + "[pull]\ninitial_delay = 0\n",
+        "pull.initial_delay: must be greater than zero"),
+    Bad("infinite-max-delay", BASE + "[pull]\nmax_delay = 'infinity'\n",
+        "pull.max_delay: must be finite"),
+    Bad("duration-bool", BASE + "[run]\nstop_timeout = true\n",
+        "run.stop_timeout: expected a duration such as \"2s\" or \"5min\", got a boolean"),
+    Bad("max-delay-below-initial", BASE + "[pull]\ninitial_delay = '10s'\nmax_delay = '5s'\n",
+        "pull.max_delay: must not be less than pull.initial_delay"),
+    # enums
+    Bad("bad-jitter", BASE + "[pull]\njitter = 'fast'\n",
+        "pull.jitter: 'fast' is not a valid value; expected one of: full, equal, "
+        "decorrelated, none"),
+    Bad("bad-policy", '[image]\nref = "nginx:1"\npolicy = "sometimes"\n',
+        "image.policy: 'sometimes' is not a valid value; expected one of: missing, always, "
+        "never"),
+    Bad("bad-restart", BASE + "[run]\nrestart = 'on-crash'\n",
+        "run.restart: 'on-crash' is not a valid value; expected one of: no, on-success,"),
+    # image references
+    Bad("ref-uppercase", '[image]\nref = "Nginx:1.25"\n',
+        "image.ref: invalid image reference 'Nginx:1.25' (repository names must be lower case)"),
+    Bad("ref-bad-digest", '[image]\nref = "nginx@sha256:abc"\n',
+        "image.ref: invalid image reference 'nginx@sha256:abc' (a digest is @sha256: "
+        "followed by 64 lower-case hex digits)"),
+    Bad("ref-no-tag", '[image]\nref = "nginx"\n',
+        "image.ref: image reference 'nginx' has neither tag nor digest"),
+    Bad("ref-empty", '[image]\nref = ""\n', "image.ref: must not be empty"),
+    Bad("bad-platform", '[image]\nref = "nginx:1"\nplatform = "amd64"\n',
+        "image.platform: invalid platform 'amd64'; expected OS/ARCH[/VARIANT]"),
+    # paths
+    Bad("relative-auth-file", '[image]\nref = "nginx:1"\nauth_file = "auth.json"\n',
+        "image.auth_file: path 'auth.json' must be absolute"),
+    Bad("relative-env-file", BASE + "[run]\nenv_files = ['/etc/ok.env', 'web.env']\n",
+        "run.env_files[1]: path 'web.env' must be absolute"),
+    Bad("env-file-specifier", BASE + "[run]\nenv_files = ['/etc/%n.env']\n",
+        "run.env_files[0]: path '/etc/%n.env' must not contain '%', '$' or '\\'"),
+    Bad("relative-volume-source", BASE + "[run]\nvolumes = ['./data:/data']\n",
+        "run.volumes[0]: volume source './data' must be an absolute path or a volume name"),
+    Bad("relative-volume-source-dir", BASE + "[run]\nvolumes = ['data/x:/data']\n",
+        "run.volumes[0]: volume source 'data/x' must be an absolute path or a volume name"),
+    Bad("relative-volume-dest", BASE + "[run]\nvolumes = ['/srv:data']\n",
+        "run.volumes[0]: volume destination 'data' must be an absolute path"),
+    Bad("volume-option", BASE + "[run]\nvolumes = ['/srv:/data:rx']\n",
+        "run.volumes[0]: unknown volume option 'rx'"),
+    Bad("volume-no-dest", BASE + "[run]\nvolumes = ['/srv']\n",
+        "run.volumes[0]: malformed volume '/srv'; expected SOURCE:DEST[:OPTIONS]"),
+    # environment names
+    Bad("env-name-digit", BASE + "[run.env]\n1X = 'a'\n",
+        "run.env.1X: invalid environment variable name '1X'"),
+    Bad("env-name-dash", BASE + "[run.env]\nMY-VAR = 'a'\n",
+        "run.env.MY-VAR: invalid environment variable name 'MY-VAR'"),
+    Bad("env-name-space", BASE + "[run.env]\n\"A B\" = 'a'\n",
+        "run.env.A B: invalid environment variable name 'A B'"),
+    # ports
+    Bad("port-trailing-colon", BASE + "[run]\nports = ['80', '80:']\n",
+        "run.ports[1]: malformed port spec '80:'; expected [IP:][HOST_PORT:]CONTAINER_PORT"),
+    Bad("port-out-of-range", BASE + "[run]\nports = ['70000:80']\n",
+        "run.ports[0]: malformed port spec '70000:80': ports are 1-65535"),
+    Bad("port-zero", BASE + "[run]\nports = ['0']\n",
+        "run.ports[0]: malformed port spec '0': ports are 1-65535"),
+    Bad("port-bad-ip", BASE + "[run]\nports = ['300.1.1.1:80:80']\n",
+        "run.ports[0]: malformed port spec '300.1.1.1:80:80': '300.1.1.1' is not an IP address"),
+    Bad("port-range-reversed", BASE + "[run]\nports = ['9000-8000:80']\n",
+        "run.ports[0]: malformed port spec '9000-8000:80': ports are 1-65535, ranges low-high"),
+    Bad("port-bad-proto", BASE + "[run]\nports = ['80/icmp']\n",
+        "run.ports[0]: malformed port spec '80/icmp'"),
+    Bad("port-name", BASE + "[run]\nports = ['http']\n",
+        "run.ports[0]: malformed port spec 'http'"),
+    # control characters and newlines
+    Bad("control-char-command", BASE + '[run]\ncommand = ["a\\u0007"]\n',
+        "run.command[0]: value 'a\\x07' contains control character '\\x07'"),
+    Bad("newline-env-value", BASE + '[run.env]\nA = "x\\ny"\n',
+        "run.env.A: value 'x\\ny' contains control character '\\n'"),
+    Bad("newline-description", BASE + '[unit]\ndescription = """a\nb"""\n',
+        "unit.description: value 'a\\nb' contains control character '\\n'"),
+    Bad("tab-docker-arg", BASE + '[run]\ndocker_args = ["--cap-add\\tALL"]\n',
+        "run.docker_args[0]: value '--cap-add\\tALL' contains control character '\\t'"),
+    Bad("line-separator-entrypoint", BASE + '[run]\nentrypoint = "/bin/sh\\u2028x"\n',
+        "run.entrypoint: value '/bin/sh\\u2028x' contains line separator or surrogate U+2028"),
+    Bad("del-in-verify", '[image]\nref = "nginx:1"\nverify = ["ok", "a\\u007f"]\n',
+        "image.verify[1]: value 'a\\x7f' contains control character '\\x7f'"),
+    # description
+    Bad("description-trailing-backslash", BASE + "[unit]\ndescription = 'ends with \\'\n",
+        "unit.description: value 'ends with \\\\' ends with a backslash, which systemd reads "
+        "as a line continuation"),
+    Bad("description-leading-space", BASE + "[unit]\ndescription = ' web'\n",
+        "unit.description: value ' web' has leading or trailing white space"),
+    Bad("description-empty", BASE + "[unit]\ndescription = ''\n",
+        "unit.description: must not be empty"),
+    # docker_args owned by pullunit
+    Bad("docker-args-pull", BASE + "[run]\ndocker_args = ['--pull=always']\n",
+        "run.docker_args[0]: '--pull' is managed by pullunit and cannot be passed in "
+        "docker_args"),
+    Bad("docker-args-pull-split", BASE + "[run]\ndocker_args = ['--init', '--pull', 'always']\n",
+        "run.docker_args[1]: '--pull' is managed by pullunit"),
+    Bad("docker-args-detach", BASE + "[run]\ndocker_args = ['-d']\n",
+        "run.docker_args[0]: '-d' is managed by pullunit"),
+    Bad("docker-args-name", BASE + "[run]\ndocker_args = ['--name=other']\n",
+        "run.docker_args[0]: '--name' is managed by pullunit"),
+    Bad("docker-args-rm", BASE + "[run]\ndocker_args = ['--rm']\n",
+        "run.docker_args[0]: '--rm' is managed by pullunit"),
+    # names
+    Bad("container-name", BASE + "[run]\nname = '-x'\n",
+        "run.name: invalid container name '-x'"),
+    Bad("app-name-not-container-name", BASE, "run.name: is required: the app name 'a:b' is not "
+        "a valid container name", name="a:b"),
+    Bad("unit-name-no-suffix", BASE + "[unit]\nafter = ['postgresql']\n",
+        "unit.after[0]: invalid unit name 'postgresql'"),
+    Bad("unit-name-specifier", BASE + "[unit]\nwanted_by = ['multi-user%n.target']\n",
+        "unit.wanted_by[0]: invalid unit name 'multi-user%n.target'"),
+    Bad("unit-name-space", BASE + "[unit]\nrequires = ['a b.service']\n",
+        "unit.requires[0]: invalid unit name 'a b.service'"),
+    Bad("bad-user", BASE + "[run]\nuser = 'root user'\n",
+        "run.user: invalid user 'root user'; expected USER, UID, USER:GROUP or UID:GID"),
+    Bad("bad-network", BASE + "[run]\nnetwork = 'my net'\n", "run.network: invalid network"),
+    Bad("empty-entrypoint", BASE + "[run]\nentrypoint = ''\n",
+        "run.entrypoint: must not be empty"),
+    # file names
+    Bad("file-name-space", BASE, "app name 'bad name' (the file name) is not a valid unit name "
+        "prefix", name="bad name"),
+    Bad("file-name-pull-suffix", BASE, "app name 'x-pull' must not end in '-pull': its run "
+        "unit would clash with the pull unit of app 'x'", name="x-pull"),
+    Bad("file-name-slash-like", BASE, "app name '-web' (the file name) is not a valid unit "
+        "name prefix", name="-web"),
+    Bad("file-name-too-long", BASE, f"app name '{'a' * 243}' must be 1 to 242 characters",
+        name="a" * 243),
+]
+
+# TOML syntax: the message names the file and gives line and column.
+SYNTAX = [
+    ("missing-value", BASE + "[run]\nname = \n", "Invalid value (at line 4, column 8)"),
+    ("duplicate-key", BASE + 'ref = "x:1"\n', "Cannot overwrite a value (at line 3, column 12)"),
+    ("unclosed-table", "[image\nref = 'x:1'\n", "(at line 1, column 7)"),
+    ("not-utf8", b'[image]\nref = "\xff"\n', "not valid UTF-8"),
+]
+
+
+def _write(config_dir: Path, name: str, content: str | bytes) -> Path:
+    path = config_dir / f"{name}.toml"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("case", BAD, ids=[c.id for c in BAD])
+def test_bad_config_cli(case: Bad, config_dir: Path) -> None:
+    path = _write(config_dir, case.name, case.toml)
+    proc = run_cli("validate", path)
+    assert proc.returncode == 78, proc.stderr
+    assert f"{path}: {case.expected}" in proc.stderr
+    assert proc.stderr.startswith("pullunit: error: ")
+    assert proc.stderr.count("\n") == 1, "one line per bad file"
+    assert proc.stdout == ""
+    assert_no_traceback(proc.stderr)
+
+
+@pytest.mark.parametrize(("content", "expected"), [s[1:] for s in SYNTAX],
+                         ids=[s[0] for s in SYNTAX])
+def test_toml_syntax_error_cli(content: str | bytes, expected: str, config_dir: Path) -> None:
+    path = _write(config_dir, "web", content)
+    proc = run_cli("validate", path)
+    assert proc.returncode == 78, proc.stderr
+    assert f"Cannot read {path}: " in proc.stderr
+    assert expected in proc.stderr
+    assert_no_traceback(proc.stderr)
+
+
+def test_message_format_matches_the_documented_example(config_dir: Path) -> None:
+    """`web.toml: run.ports[1]: ...` when validate gets a bare file name."""
+    _write(config_dir, "web", BASE + "[run]\nports = ['8080:80', '80:']\n")
+    proc = run_cli("validate", "web.toml", cwd=config_dir)
+    assert proc.returncode == 78
+    assert proc.stderr == ("pullunit: error: web.toml: run.ports[1]: malformed port spec '80:';"
+                           " expected [IP:][HOST_PORT:]CONTAINER_PORT[/tcp|udp|sctp], "
+                           "e.g. \"8080:80\"\n")
+
+
+def test_validate_reports_every_bad_file_and_accepts_good_ones(config_dir: Path) -> None:
+    good = _write(config_dir, "good", BASE)
+    bad1 = _write(config_dir, "bad1", BASE + "[run]\nportz = []\n")
+    bad2 = _write(config_dir, "bad2", '[image]\nref = "nginx"\n')
+    proc = run_cli("validate", "--config-dir", config_dir)
+    assert proc.returncode == 78
+    assert f"{good}: ok (good-pull.service, good.service)" in proc.stdout
+    assert f"{bad1}: run.portz: unknown key" in proc.stderr
+    assert f"{bad2}: image.ref: image reference 'nginx' has neither tag nor digest" in proc.stderr
+
+
+def test_validate_missing_file(config_dir: Path) -> None:
+    proc = run_cli("validate", config_dir / "nope.toml")
+    assert proc.returncode == 78
+    assert f"Cannot read {config_dir / 'nope.toml'}: No such file or directory" in proc.stderr
+
+
+def test_validate_app_name_that_does_not_exist(config_dir: Path) -> None:
+    proc = run_cli("validate", "--config-dir", config_dir, "ghost")
+    assert proc.returncode == 78
+    assert f"No config for app 'ghost': {config_dir / 'ghost.toml'} does not exist" in proc.stderr
+
+
+@pytest.mark.parametrize("arg", ["-td", "-dit", "--detach=true"])
+def test_docker_args_detach_in_any_spelling_is_rejected(arg: str, tmp_path: Path) -> None:
+    """docker parses combined short flags: '-td' detaches as surely as '-d'. A detached
+    `docker run` exits at once and the run unit would restart-loop."""
+    data = tomllib.loads(BASE + f"[run]\ndocker_args = [{arg!r}]\n")
+    with pytest.raises(ConfigError, match=r"run\.docker_args\[0\]: "):
+        parse_app("web", data, tmp_path / "web.toml")
+
+
+# --- what a valid config becomes ----------------------------------------------------------
+
+def test_minimal_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "web.toml"
+    path.write_text(BASE)
+    app = load_app(path)
+    assert isinstance(app, AppConfig)
+    assert (app.name, app.path, app.pull_unit, app.run_unit) == (
+        "web", path, "web-pull.service", "web.service")
+    assert str(app.image.ref) == "nginx:1.25"
+    assert app.image.policy is Policy.MISSING
+    assert (app.image.platform, app.image.auth_file, app.image.verify) == (None, None, ())
+    p = app.pull
+    assert (p.initial_delay, p.max_delay, p.multiplier, p.jitter) == (2.0, 300.0, 2.0,
+                                                                      Jitter.FULL)
+    assert p.deadline == math.inf
+    assert (p.stall_timeout, p.refresh_timeout, p.rate_limit_delay) == (60.0, 30.0, 60.0)
+    assert (p.retry_permanent, p.keep, p.archive) == (False, 3, False)
+    r = app.run
+    assert r.name == "web"
+    assert (r.command, r.entrypoint, r.env, r.env_files, r.ports, r.volumes) == (
+        (), None, (), (), (), ())
+    assert (r.network, r.user, r.docker_args) == (None, None, ())
+    assert (r.restart, r.restart_sec, r.stop_timeout) == (Restart.ON_FAILURE, 5.0, 30.0)
+    assert app.unit.wanted_by == ("multi-user.target",)
+    assert (app.unit.after, app.unit.wants, app.unit.requires) == ((), (), ())
+    assert app.description == "web container (nginx:1.25)"
+
+
+def test_full_example_parses_every_key() -> None:
+    app = load_app(EXAMPLES / "web.toml")
+    raw = tomllib.loads((EXAMPLES / "web.toml").read_text())
+    from pullunit.config import _SCHEMA  # the allow-list: the example must show all of it
+
+    assert {t: set(raw[t]) for t in raw} == {t: set(keys) for t, keys in _SCHEMA.items()}
+    assert str(app.image.ref) == "registry.example.com:5000/shop/web:1.4.2"
+    assert app.image.ref.host == "registry.example.com"
+    assert app.image.platform == "linux/amd64"
+    assert app.image.policy is Policy.ALWAYS
+    assert app.image.auth_file == Path("/etc/pullunit/auth/registry.json")
+    assert app.image.verify == ("/usr/local/bin/web", "--self-test")
+    assert app.pull.deadline == 3600.0
+    assert app.pull.max_delay == 300.0
+    assert app.run.env == (("TZ", "Europe/Berlin"), ("GREETING", "hello, world"))
+    assert app.run.env_files == (Path("/etc/pullunit/web.env"),)
+    assert app.run.ports == ("8080:80", "127.0.0.1:8443:443/tcp")
+    assert app.run.command[-1] == '100% "quoted" $HOME stays literal'
+    assert app.unit.description == "Shop front end (web)"
+    assert app.unit.after == ("postgresql.service",)
+
+
+def test_minimal_example() -> None:
+    app = load_app(EXAMPLES / "minimal.toml")
+    assert app.name == "minimal"
+    assert app.image.ref.domain == "docker.io"
+    assert app.image.ref.remote_path == "library/nginx"
+
+
+@pytest.mark.parametrize("spec", ["80", "8080:80", "8080:80/udp", "127.0.0.1:8080:80",
+                                  "[::1]:8080:80/tcp", "127.0.0.1::80", "8000-8010:8000-8010",
+                                  "53:53/sctp", "65535"])
+def test_valid_port_specs(spec: str, tmp_path: Path) -> None:
+    data = tomllib.loads(BASE + f"[run]\nports = [{spec!r}]\n")
+    assert parse_app("web", data, tmp_path / "web.toml").run.ports == (spec,)
+
+
+@pytest.mark.parametrize("volume", ["/srv/data:/data", "vol:/data", "/srv:/data:ro",
+                                    "/srv:/data:ro,z", "my_vol-1.x:/d:nocopy"])
+def test_valid_volumes(volume: str, tmp_path: Path) -> None:
+    data = tomllib.loads(BASE + f"[run]\nvolumes = [{volume!r}]\n")
+    assert parse_app("web", data, tmp_path / "web.toml").run.volumes == (volume,)
+
+
+@pytest.mark.parametrize("user", ["root", "1000", "1000:1000", "www-data:www-data",
+                                  "app:100", "100:app"])
+def test_valid_users(user: str, tmp_path: Path) -> None:
+    data = tomllib.loads(BASE + f"[run]\nuser = {user!r}\n")
+    assert parse_app("web", data, tmp_path / "web.toml").run.user == user
+
+
+def test_paths_are_normalised(tmp_path: Path) -> None:
+    data = tomllib.loads(BASE + "[run]\nenv_files = ['/etc//pullunit/./x/../web.env']\n")
+    assert parse_app("web", data, tmp_path / "web.toml").run.env_files == (
+        Path("/etc/pullunit/web.env"),)
+
+
+def test_durations_accept_numbers_and_infinity(tmp_path: Path) -> None:
+    data = tomllib.loads(BASE + "[pull]\ninitial_delay = 0.5\nmax_delay = 10\n"
+                         "deadline = 'infinity'\nstall_timeout = '2min'\n")
+    pull = parse_app("web", data, tmp_path / "web.toml").pull
+    assert (pull.initial_delay, pull.max_delay, pull.stall_timeout) == (0.5, 10.0, 120.0)
+    assert pull.deadline == math.inf
+
+
+def test_empty_wanted_by_is_allowed(tmp_path: Path) -> None:
+    data = tomllib.loads(BASE + "[unit]\nwanted_by = []\n")
+    assert parse_app("web", data, tmp_path / "web.toml").unit.wanted_by == ()
+
+
+def test_app_name_with_dots_and_colons(tmp_path: Path) -> None:
+    data = tomllib.loads(BASE + "[run]\nname = 'web'\n")
+    app = parse_app("shop.web:blue", data, tmp_path / "shop.web:blue.toml")
+    assert (app.pull_unit, app.run_unit) == ("shop.web:blue-pull.service",
+                                             "shop.web:blue.service")
+
+
+# --- the config dir -------------------------------------------------------------------------
+
+def test_app_files_skips_locks_hidden_and_non_toml(config_dir: Path) -> None:
+    for name in ("b.toml", "a.toml", "a.lock.toml", ".hidden.toml", "notes.txt",
+                 "web.toml~", "c.toml.bak"):
+        (config_dir / name).write_text(BASE)
+    (config_dir / "dir.toml").mkdir()
+    (config_dir / "templates").mkdir()
+    assert [p.name for p in app_files(config_dir)] == ["a.toml", "b.toml"]
+
+
+def test_app_files_of_missing_dir_is_empty(tmp_path: Path) -> None:
+    assert app_files(tmp_path / "nope") == []
+
+
+def test_resolve_app(config_dir: Path) -> None:
+    (config_dir / "web.toml").write_text(BASE)
+    assert resolve_app(config_dir, "web") == config_dir / "web.toml"
+    assert resolve_app(config_dir, "other/web.toml") == Path("other/web.toml")
+    with pytest.raises(ConfigError, match="No config for app 'ghost'"):
+        resolve_app(config_dir, "ghost")
+
+
+def test_config_dir_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert config_dir_from_env(None) == Path("/etc/pullunit")
+    monkeypatch.setenv("PULLUNIT_CONFIG_DIR", "/srv/pu")
+    assert config_dir_from_env(None) == Path("/srv/pu")
+    assert config_dir_from_env("/x") == Path("/x")
+
+
+def test_config_error_is_exit_78() -> None:
+    assert ConfigError("x").exit_code is ExitCode.CONFIG
+    assert int(ExitCode.CONFIG) == 78
