@@ -14,7 +14,7 @@ from typing import NoReturn, TypeAlias
 
 from . import __version__
 from . import log as logsetup
-from .errors import ExitCode, PullunitError
+from .errors import ExitCode, Interrupted, PullunitError
 
 logger = logging.getLogger("pullunit")
 _Sub: TypeAlias = "argparse._SubParsersAction[_Parser]"
@@ -175,6 +175,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.error("%s", e.message)
         if e.hint:
             logger.info("hint: %s", e.hint)
+        return int(e.exit_code)
+    except Interrupted as e:
+        logger.error("stopped by %s; state was left as it was", e.signame)
         return int(e.exit_code)
     except KeyboardInterrupt:
         logger.error("Interrupted")

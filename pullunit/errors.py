@@ -40,6 +40,16 @@ class PullunitError(Exception):
         return self.message
 
 
+class Interrupted(BaseException):
+    """SIGTERM/SIGINT. A BaseException, like KeyboardInterrupt, so that no `except
+    Exception` on the way up (logging's own error handler is one) can swallow it."""
+
+    def __init__(self, signame: str, exit_code: ExitCode):
+        super().__init__(signame)
+        self.signame = signame
+        self.exit_code = exit_code
+
+
 class ConfigError(PullunitError):
     """Invalid configuration; message names the file and dotted key."""
 

@@ -4,6 +4,7 @@ nothing of anyone else's."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Iterable
@@ -66,10 +67,8 @@ def _unique_container_names(rendered: list[Rendered], config_dir: Path, files: l
     owners: dict[str, Path] = {}
     for path in app_files(config_dir):  # apps not being generated now still own their names
         if Path(os.path.abspath(path)) not in files:
-            try:
+            with contextlib.suppress(ConfigError):
                 owners.setdefault(load_app(path).run.name, path)
-            except ConfigError:
-                pass
     kept = []
     for r in sorted(rendered, key=lambda r: str(r.app.path)):
         owner = owners.setdefault(r.app.run.name, r.app.path)

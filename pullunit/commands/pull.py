@@ -12,7 +12,7 @@ from types import FrameType
 from .. import lockfile
 from ..cli import config_dir
 from ..config import load_app, resolve_app
-from ..errors import ExitCode, PullunitError
+from ..errors import ExitCode, Interrupted
 from ..lock import app_lock
 from ..notify import Notifier
 from ..puller import GaveUp, Puller
@@ -20,16 +20,12 @@ from ..puller import GaveUp, Puller
 log = logging.getLogger("pullunit")
 
 
-class Interrupted(PullunitError):
-    pass
-
-
 def _on_signal(signum: int, frame: FrameType | None) -> None:
     # Raising unwinds whatever is running (a sleep, a lock wait, a stream read) through
     # its finally blocks; state is only ever replaced atomically, so nothing is half-done.
     name = signal.Signals(signum).name
     code = ExitCode.SIGTERM if signum == signal.SIGTERM else ExitCode.SIGINT
-    raise Interrupted(f"stopped by {name}; the image state was left as it was", code)
+    raise Interrupted(name, code)
 
 
 def run(args: argparse.Namespace) -> int:
