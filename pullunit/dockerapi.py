@@ -261,11 +261,14 @@ def _socket_of(gen: Any) -> socket.socket | None:
 
 def run_verify(api: docker.APIClient, image: str, args: tuple[str, ...],
                timeout: float) -> tuple[int, str]:
-    """Run the image once with `args` (docker run --rm --pull=never IMAGE ARGS)."""
+    """Run the image once with `args` (docker run --rm --pull=never --network none IMAGE
+    ARGS)."""
     container = None
     try:
-        container = api.create_container(image=image, command=list(args),
-                                         labels={"pullunit.verify": "1"})
+        # No network: a smoke test must not depend on (or reach) anything outside.
+        container = api.create_container(
+            image=image, command=list(args), labels={"pullunit.verify": "1"},
+            network_disabled=True, host_config=api.create_host_config(network_mode="none"))
         api.start(container)
         deadline = time.monotonic() + timeout
         while True:
