@@ -1,0 +1,405 @@
+"""`pullunit pull` against the real Docker engine and real registries (no mocks).
+
+Every case runs the installed CLI as a subprocess, exactly as APP-pull.service does, and
+asserts on its exit status, its --json outcome, the env/state files it leaves, and what the
+registry or the nginx in front of it saw. Faults are real: stopped registries, htpasswd,
+nginx 429 and stalled transfers, a wrong-platform manifest, a full data root, a stopped
+engine, and SIGTERM.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.testbed import images, nginx
+from tests.testbed.dockerd import DockerdProcess
+from tests.testbed.registry import Registry
+
+pytestmark = pytest.mark.integration
+
+PULLUNIT = str(Path(sys.executable).parent / "pullunit")
+FAST = '[pull]\ninitial_delay = "300ms"\nmax_delay = "1s"\njitter = "none"\n'
+
+
+@dataclass
+class Result:
+    code: int
+    out: dict[str, Any]
+    err: str
+    seconds: float
+
+
+class Bed:
+    """A config dir, state dirs, a HOME without docker credentials, and the CLI."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.cfg = root / "etc"
+        self.cfg.mkdir()
+        self.home = root / "home"
+        self.home.mkdir()
+        self.env = {**os.environ, "PULLUNIT_RUNTIME_DIR": str(root / "run"),
+                    "PULLUNIT_STATE_DIR": str(root / "state"), "HOME": str(self.home),
+                    "NO_COLOR": "1", "SYSTEMD_LOG_LEVEL": "info"}
+        for k in ("NOTIFY_SOCKET", "JOURNAL_STREAM", "DOCKER_HOST"):
+            self.env.pop(k, None)
+
+    def app(self, name: str, text: str) -> str:
+        (self.cfg / f"{name}.toml").write_text(text)
+        return name
+
+    def cmd(self, *args: str) -> list[str]:
+        return [PULLUNIT, args[0], "--config-dir", str(self.cfg), *args[1:]]
+
+    def pull(self, app: str, *, env: dict[str, str] | None = None,
+             timeout: float = 120) -> Result:
+        t = time.monotonic()
+        p = subprocess.run(self.cmd("pull", app, "--json"), capture_output=True, text=True,
+                           env={**self.env, **(env or {})}, timeout=timeout)
+        out = json.loads(p.stdout) if p.stdout.strip() else {}
+        assert "Traceback" not in p.stderr, p.stderr
+        return Result(p.returncode, out, p.stderr, time.monotonic() - t)
+
+    def start_pull(self, app: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        return subprocess.Popen(self.cmd("pull", app, "--json"), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True,
+                                env={**self.env, **(env or {})})
+
+    def env_file(self, app: str) -> str | None:
+        p = self.root / "run" / f"{app}.env"
+        return p.read_text() if p.exists() else None
+
+    def state(self, app: str) -> dict[str, Any]:
+        return json.loads((self.root / "state" / f"{app}.json").read_text())
+
+
+@pytest.fixture
+def client(docker_client: Any) -> Any:
+    return docker_client
+
+
+@pytest.fixture
+def bed(tmp_path: Path) -> Bed:
+    return Bed(tmp_path)
+
+
+_counter = iter(range(10**6))
+
+
+def fresh(client: Any, registry: Registry, repo: str = "team/app") -> images.Pushed:
+    """A new image under a new tag, pushed, and absent locally (a cold host)."""
+    ref = registry.ref(repo, f"t{os.getpid()}-{next(_counter)}")
+    pushed = images.push_new_digest(client, ref)
+    client.images.remove(ref, force=True)
+    return pushed
+
+
+def image_config(ref: str, extra: str = "") -> str:
+    return f'[image]\nref = "{ref}"\n{extra}'
+
+
+# --- success paths ------------------------------------------------------------------------
+
+def test_cold_pull_writes_the_exact_digest(client: Any, registry: Registry, bed: Bed) -> None:
+    p = fresh(client, registry)
+    app = bed.app("cold", image_config(p.ref))
+    r = bed.pull(app)
+    assert r.code == 0, r.err
+    assert r.out["source"] == "pulled" and r.out["attempts"] == 1
+    assert r.out["image"] == p.pinned
+    assert bed.env_file(app) == f"PULLUNIT_IMAGE={p.pinned}\n"
+    st = bed.state(app)
+    assert st["current"]["digest"] == p.digest
+    assert st["history"][0]["image_id"] == client.images.get(p.ref).id
+    assert not list((bed.root / "run").glob(".*")), "temp files left behind"
+
+
+def test_warm_start_needs_no_registry(client: Any, registry: Registry, bed: Bed) -> None:
+    """policy missing + image present: ready at once, with the registry unreachable."""
+    p = fresh(client, registry)
+    proxy = nginx.NginxProxy(registry, name="warm").start()
+    try:
+        ref = f"{proxy.address}/{p.ref.split('/', 1)[1]}"
+        client.images.pull(ref)
+        before = proxy.count(r"^/v2/")
+        proxy.stop()  # the registry is gone for this host
+        app = bed.app("warm", image_config(ref))
+        r = bed.pull(app)
+        assert r.code == 0, r.err
+        assert r.out["source"] == "local" and r.out["attempts"] == 0
+        assert r.out["image"].endswith(p.digest)
+        assert proxy.count(r"^/v2/") == before
+        assert r.seconds < 5
+    finally:
+        proxy.close()
+
+
+def test_pinned_digest_in_config(client: Any, registry: Registry, bed: Bed) -> None:
+    p = fresh(client, registry)
+    app = bed.app("pinned", image_config(p.ref + "@" + p.digest))
+    r = bed.pull(app)
+    assert r.code == 0, r.err
+    assert bed.env_file(app) == f"PULLUNIT_IMAGE={p.pinned}\n"
+
+
+def test_registry_down_then_started_mid_backoff(client: Any, bed: Bed,
+                                                tmp_path: Path) -> None:
+    with Registry("late", storage=tmp_path / "st") as reg:
+        p = images.push_new_digest(client, reg.ref("team/late", "1"))
+        client.images.remove(p.ref, force=True)
+        reg.stop()
+        app = bed.app("late", image_config(p.ref, FAST))
+        proc = bed.start_pull(app)
+        time.sleep(2.5)
+        assert proc.poll() is None, "gave up while the registry was down"
+        reg.start()
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    result = json.loads(out)
+    assert result["attempts"] >= 3
+    assert "(unreachable)" in err and "fix:" in err
+    assert result["image"] == p.pinned
+
+
+def test_auth_registry(client: Any, registry: Registry, bed: Bed, tmp_path: Path) -> None:
+    """No credentials and wrong ones: 77 with a fix naming the config file; the right
+    auth_file: pulled. The password never shows up in any output."""
+    password = "s3cret-Pa55word-xyz"
+    with Registry("auth", users={"alice": password}, storage=registry.storage) as auth:
+        p = fresh(client, registry, "team/private")
+        ref = f"{auth.address}/{p.ref.split('/', 1)[1]}"
+        app = bed.app("priv", image_config(ref))
+        r = bed.pull(app)
+        assert r.code == 77, r.err
+        assert "(denied)" in r.err and r.out["attempts"] == 1
+        assert f"no credentials for {auth.address} in {bed.home}/.docker/config.json" in r.err
+
+        def auth_file(user: str, pw: str) -> Path:
+            import base64
+            f = tmp_path / f"auth-{user}.json"
+            token = base64.b64encode(f"{user}:{pw}".encode()).decode()
+            f.write_text(json.dumps({"auths": {auth.address: {"auth": token}}}))
+            return f
+
+        wrong = auth_file("alice", "not-the-password")
+        bed.app("priv", image_config(ref, f'auth_file = "{wrong}"\n'))
+        r = bed.pull(app)
+        assert r.code == 77, r.err
+        assert "were rejected" in r.err and str(wrong) in r.err
+
+        right = auth_file("alice", password)
+        bed.app("priv", image_config(ref, f'auth_file = "{right}"\n'))
+        r = bed.pull(app)
+        assert r.code == 0, r.err
+        assert r.out["image"].endswith(p.digest)
+        for text in (r.err, json.dumps(r.out), (bed.root / "state" / "priv.json").read_text()):
+            assert password not in text
+
+
+def test_verify_command(client: Any, registry: Registry, bed: Bed) -> None:
+    p = fresh(client, registry)
+    app = bed.app("verify", image_config(p.ref, 'verify = ["/bin/sh", "-c", "exit 3"]\n'))
+    r = bed.pull(app)
+    assert r.code == 65, r.err
+    assert "(verify_failed)" in r.err and "exited 3" in r.err
+    assert bed.env_file(app) is None
+    bed.app("verify", image_config(p.ref, 'verify = ["/bin/sh", "-c", "test -f /serial"]\n'))
+    r = bed.pull(app)
+    assert r.code == 0, r.err
+    assert r.out["image_id"] in bed.state(app)["verified"]
+    # verify leaves no container behind
+    assert not client.containers.list(all=True, filters={"label": "pullunit.verify"})
+
+
+# --- permanent failures: fail fast, one attempt ---------------------------------------------
+
+def test_manifest_unknown_fails_fast(registry: Registry, bed: Bed) -> None:
+    ref = registry.ref("team/app", "no-such-tag")
+    before = registry.count(r"/manifests/no-such-tag$")
+    app = bed.app("missing", image_config(ref, FAST))
+    r = bed.pull(app)
+    assert r.code == 66, r.err
+    assert r.out == {"app": "missing", "ready": False, "class": "not_found",
+                     "message": r.out["message"], "exit_code": 66, "attempts": 1}
+    assert "manifest unknown" in r.out["message"]
+    assert "fix: check that" in r.err
+    assert r.seconds < 10
+    time.sleep(1.5)  # nothing retries later either
+    assert registry.count(r"/manifests/no-such-tag$") - before <= 2  # HEAD + GET at most
+    assert bed.env_file(app) is None
+
+
+def test_wrong_platform(registry: Registry, bed: Bed) -> None:
+    ref = registry.ref("team/arm", f"only-arm64-{os.getpid()}")
+    images.make_platform_image(ref, "linux", "arm64")
+    app = bed.app("arm", image_config(ref))
+    r = bed.pull(app)
+    assert r.code == 65, r.err
+    assert r.out["class"] == "platform"
+    assert "linux/arm64" in r.out["message"] and "is required" in r.out["message"]
+    assert bed.env_file(app) is None
+
+
+# --- transient failures: bounded, polite retries -------------------------------------------
+
+def test_connection_refused_until_deadline(bed: Bed) -> None:
+    from tests.testbed._util import free_port
+
+    app = bed.app("refused", image_config(f"127.0.0.1:{free_port()}/team/app:1",
+                                          FAST + 'deadline = "3s"\n'))
+    r = bed.pull(app)
+    assert r.code == 69, r.err
+    assert r.out["class"] == "unreachable" and r.out["attempts"] >= 3
+    assert "connection refused" in r.out["message"]
+    assert 2.0 < r.seconds < 15
+
+
+def test_unresolvable_host_is_retried_then_68(bed: Bed, dns_dockerd: Any) -> None:
+    """The engine resolves through the test bed's stub DNS (NXDOMAIN for everything), so
+    no query leaves the machine."""
+    app = bed.app("dns", image_config("no-such-host.invalid:5000/team/app:1",
+                                      FAST + 'deadline = "2s"\n'))
+    r = bed.pull(app, env={"DOCKER_HOST": f"unix://{dns_dockerd.socket}"})
+    assert r.code == 68, r.err
+    assert r.out["class"] == "dns" and r.out["attempts"] >= 2
+    assert "no such host" in r.out["message"]
+
+
+@pytest.mark.parametrize("html", [False, True], ids=["json-body", "html-body"])
+def test_429_waits_at_least_rate_limit_delay(client: Any, registry: Registry, bed: Bed,
+                                             html: bool) -> None:
+    p = fresh(client, registry)
+    proxy = nginx.rate_limited(registry, html=html, name=f"rl{int(html)}").start()
+    try:
+        ref = f"{proxy.address}/{p.ref.split('/', 1)[1]}"
+        app = bed.app("rl", image_config(ref, FAST + 'rate_limit_delay = "2s"\n'
+                                         'deadline = "4.5s"\n'))
+        r = bed.pull(app)
+        assert r.code == 69, r.err
+        assert r.out["class"] == "rate_limited"
+        hits = [e.time for e in proxy.requests() if "/manifests/" in e.path and e.status == 429]
+        assert len(hits) >= 2
+        gaps = [b - a for a, b in itertools.pairwise(hits) if b - a > 0.5]
+        # jitter=none would retry after 0.3 s; the 429 floor makes it 2 s
+        assert gaps and min(gaps) >= 1.9, hits
+    finally:
+        proxy.close()
+
+
+def test_stalled_transfer_is_aborted_and_retried(registry: Registry, bed: Bed) -> None:
+    ref = registry.ref("team/stall", f"s{os.getpid()}")
+    images.make_big_image(ref, total_mb=4, layers=1)
+    proxy = nginx.stalled(registry, after_bytes=256 * 1024, name="stall").start()
+    try:
+        via = f"{proxy.address}/{ref.split('/', 1)[1]}"
+        app = bed.app("stall", image_config(via, FAST + 'stall_timeout = "2s"\n'
+                                            'deadline = "7s"\n'))
+        r = bed.pull(app)
+        assert r.code == 69, r.err
+        assert r.out["class"] == "stalled" and r.out["attempts"] >= 2
+        assert "made no progress for 2.0s" in r.err
+        assert proxy.count(r"/blobs/sha256:") >= 2  # the blob was requested again
+        assert r.seconds < 30
+    finally:
+        proxy.close()
+
+
+def test_daemon_down_then_started(client: Any, registry: Registry, bed: Bed) -> None:
+    p = fresh(client, registry)
+    with DockerdProcess("pulldown") as d:
+        d.stop()
+        app = bed.app("daemon", image_config(p.ref, FAST))
+        proc = bed.start_pull(app, env={"DOCKER_HOST": f"unix://{d.socket}"})
+        time.sleep(2.5)
+        assert proc.poll() is None
+        d.start()
+        out, err = proc.communicate(timeout=90)
+    assert proc.returncode == 0, err
+    assert "(daemon_unavailable)" in err
+    assert json.loads(out)["image"] == p.pinned
+
+
+def test_disk_full_is_73(registry: Registry, bed: Bed) -> None:
+    ref = registry.ref("team/big", f"b{os.getpid()}")
+    images.make_big_image(ref, total_mb=48, layers=2)
+    with DockerdProcess("small", data_root_size_mb=24) as d:
+        app = bed.app("full", image_config(ref, FAST))
+        r = bed.pull(app, env={"DOCKER_HOST": f"unix://{d.socket}"})
+    assert r.code == 73, r.err
+    assert r.out["class"] == "disk_full" and r.out["attempts"] == 1
+    assert "no space left on device" in r.out["message"]
+    assert "is full" in r.err  # the fix names the data root
+
+
+# --- keeping the app running ---------------------------------------------------------------
+
+def test_policy_always_falls_back_after_refresh_timeout(client: Any, bed: Bed,
+                                                        tmp_path: Path) -> None:
+    with Registry("always", storage=tmp_path / "st") as reg:
+        p = images.push_new_digest(client, reg.ref("team/always", "1"))
+        app = bed.app("always", image_config(p.ref, 'policy = "always"\n' + FAST
+                                             + 'refresh_timeout = "2s"\n'))
+        assert bed.pull(app).code == 0
+        reg.stop()
+        r = bed.pull(app)
+    assert r.code == 0, r.err
+    assert r.out["source"] == "fallback" and r.out["image"] == p.pinned
+    assert 2.0 <= r.seconds < 10
+    assert "WARNING: running on the local image" in r.err
+    assert bed.state(app)["last_failure"]["cls"] == "unreachable"
+
+
+def test_archive_brings_back_a_pruned_image(client: Any, bed: Bed, tmp_path: Path) -> None:
+    """[pull] archive: the image is gone locally and the registry is down: the puller
+    loads the newest good archive and the app can start."""
+    with Registry("arch", storage=tmp_path / "st") as reg:
+        p = images.push_new_digest(client, reg.ref("team/arch", "1"))
+        client.images.remove(p.ref, force=True)
+        app = bed.app("arch", image_config(p.ref, FAST + 'archive = true\n'
+                                           'refresh_timeout = "1s"\n'))
+        r = bed.pull(app)
+        assert r.code == 0, r.err
+        image_id = r.out["image_id"]
+        archives = list((bed.root / "state" / "cache" / "arch").glob("*.tar.gz"))
+        assert [a.name for a in archives] == [image_id.removeprefix("sha256:") + ".tar.gz"]
+        client.images.remove(image_id, force=True)
+        reg.stop()
+        r = bed.pull(app)
+    assert r.code == 0, r.err
+    assert r.out["source"] == "fallback" and r.out["image_id"] == image_id
+    assert "loaded" in r.err and "rollback archive" in r.err
+    assert client.images.get(image_id).id == image_id
+
+
+def test_sigterm_during_backoff(bed: Bed) -> None:
+    from tests.testbed._util import free_port
+
+    app = bed.app("term", image_config(f"127.0.0.1:{free_port()}/team/app:1",
+                                       '[pull]\ninitial_delay = "30s"\njitter = "none"\n'))
+    proc = bed.start_pull(app)
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if "retrying in" in line:
+            break
+    t = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(5)
+    assert time.monotonic() - t < 1.0
+    assert proc.returncode == 143
+    assert bed.env_file(app) is None
+    state_dir = bed.root / "state"
+    for f in state_dir.iterdir():
+        assert not f.name.startswith("."), f"partial file {f}"
+        if f.suffix == ".json":
+            json.loads(f.read_text())
