@@ -403,3 +403,25 @@ def test_sigterm_during_backoff(bed: Bed) -> None:
         assert not f.name.startswith("."), f"partial file {f}"
         if f.suffix == ".json":
             json.loads(f.read_text())
+
+
+def test_untrusted_tls_is_76_then_trusted_ca_pulls(client: Any, registry: Registry, bed: Bed,
+                                                    tls_registry: Any) -> None:
+    """A registry on a network-namespace test host (dockerd checks TLS there, unlike on
+    loopback): x509 fails fast with the certs.d fix; with its CA in certs.d it pulls."""
+    p = fresh(client, registry, "team/tls")
+    ref = f"{tls_registry.address}/{p.ref.split('/', 1)[1]}"
+    app = bed.app("tls", image_config(ref, FAST))
+    r = bed.pull(app)
+    assert r.code == 76, r.err
+    assert r.out["class"] == "tls" and r.out["attempts"] == 1
+    assert "x509: certificate signed by unknown authority" in r.out["message"]
+    assert f"/etc/docker/certs.d/{tls_registry.address}/ca.crt" in r.err
+    tls_registry.trust()
+    try:
+        r = bed.pull(app)
+    finally:
+        tls_registry.untrust()
+    assert r.code == 0, r.err
+    repo = p.ref.split("/", 1)[1].split(":")[0]
+    assert r.out["image"] == f"{tls_registry.address}/{repo}@{p.digest}"
