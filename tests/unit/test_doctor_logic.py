@@ -1,0 +1,491 @@
+"""The pure parts of `pullunit doctor`: header and config parsing, matching rules, verdicts.
+
+The network and Docker sides are tested against the real test bed in
+tests/integration/test_doctor.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import json
+import ssl
+import time
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
+
+import pytest
+
+from pullunit import doctor
+from pullunit.doctor import (
+    Challenge,
+    Check,
+    DaemonJsonError,
+    Platform,
+    Status,
+    cert_info,
+    clock_skew,
+    config_platform,
+    describe_cert,
+    disk_status,
+    is_insecure,
+    manifest_platforms,
+    parse_daemon_json,
+    parse_env_file,
+    parse_environment,
+    parse_www_authenticate,
+    pick_challenge,
+    platform_matches,
+    proxy_for,
+    registry_config_from_entries,
+    registry_config_from_info,
+    registry_errors,
+    registry_host,
+    registry_port,
+    skew_status,
+    token_url,
+)
+
+from .conftest import cli_env, run_cli
+
+# ---------------------------------------------------------------------------------------
+# stable ids and JSON shape
+
+
+def test_check_ids_are_stable() -> None:
+    # Renaming or reordering these breaks scripts that read --json: only append.
+    assert doctor.CHECKS == (
+        "reference", "daemon", "local_image", "disk", "daemon_config", "proxy", "dns", "tcp",
+        "tls", "registry_api", "credentials", "manifest", "platform", "clock",
+    )
+    assert doctor.CONFIG_CHECK == "config"
+
+
+def test_check_json_shape() -> None:
+    c = Check("tcp", Status.FAIL, "cannot connect", "start it")
+    assert c.to_json() == {"check": "tcp", "status": "fail", "detail": "cannot connect",
+                           "hint": "start it"}
+    assert json.loads(json.dumps(c.to_json()))["status"] == "fail"
+
+
+def test_failed() -> None:
+    assert not doctor.failed([Check("a", Status.PASS, ""), Check("b", Status.WARN, ""),
+                              Check("c", Status.SKIP, "")])
+    assert doctor.failed([Check("a", Status.PASS, ""), Check("b", Status.FAIL, "")])
+
+
+def test_options_from_env() -> None:
+    o = doctor.Options.from_env({})
+    assert o.certs_d == Path("/etc/docker/certs.d")
+    assert o.daemon_json == Path("/etc/docker/daemon.json")
+    assert o.timeout <= 3
+    o = doctor.Options.from_env({"PULLUNIT_DOCKER_CERTS_D": "/tmp/c",
+                                 "PULLUNIT_DOCKER_DAEMON_JSON": "/tmp/d.json"})
+    assert o.certs_d == Path("/tmp/c") and o.daemon_json == Path("/tmp/d.json")
+
+
+# ---------------------------------------------------------------------------------------
+# WWW-Authenticate
+
+
+@pytest.mark.parametrize(("header", "scheme", "params"), [
+    ('Bearer realm="https://auth.docker.io/token",service="registry.docker.io"',
+     "bearer", {"realm": "https://auth.docker.io/token", "service": "registry.docker.io"}),
+    ('Bearer realm="https://ghcr.io/token",service="ghcr.io",scope="repository:a/b:pull"',
+     "bearer", {"realm": "https://ghcr.io/token", "service": "ghcr.io",
+                "scope": "repository:a/b:pull"}),
+    ('Basic realm="test"', "basic", {"realm": "test"}),
+    ('basic REALM="Registry Realm"', "basic", {"realm": "Registry Realm"}),
+    ('Bearer realm="https://x/t", scope="repository:a:pull,push"',
+     "bearer", {"realm": "https://x/t", "scope": "repository:a:pull,push"}),
+    (r'Bearer realm="a \"quoted\" realm",service=svc', "bearer",
+     {"realm": 'a "quoted" realm', "service": "svc"}),
+    ("Bearer realm = \"r\" , service = \"s\"", "bearer", {"realm": "r", "service": "s"}),
+    ("Negotiate", "negotiate", {}),
+    ('Bearer error="insufficient_scope",realm="r"', "bearer",
+     {"error": "insufficient_scope", "realm": "r"}),
+], ids=["hub", "scope", "basic", "case", "comma-in-quotes", "escapes", "spaces",
+        "no-params", "error"])
+def test_parse_www_authenticate(header: str, scheme: str, params: dict[str, str]) -> None:
+    c = parse_www_authenticate(header)
+    assert c is not None
+    assert c.scheme == scheme
+    assert c.params == params
+
+
+@pytest.mark.parametrize("header", ["", "   ", '="x"', "123"])
+def test_parse_www_authenticate_garbage(header: str) -> None:
+    assert parse_www_authenticate(header) is None
+
+
+def test_pick_challenge_prefers_bearer() -> None:
+    c = pick_challenge(['Basic realm="b"', 'Bearer realm="https://t"'])
+    assert c is not None and c.scheme == "bearer"
+    c = pick_challenge(['Basic realm="b"'])
+    assert c is not None and c.scheme == "basic"
+    assert pick_challenge([]) is None
+
+
+def test_token_url() -> None:
+    c = Challenge("bearer", {"realm": "https://auth.docker.io/token",
+                             "service": "registry.docker.io"})
+    assert token_url(c, "library/nginx") == ("https://auth.docker.io/token?service="
+                                             "registry.docker.io&scope=repository%3A"
+                                             "library%2Fnginx%3Apull")
+    c = Challenge("bearer", {"realm": "http://127.0.0.1:5005/auth?x=1"})
+    assert token_url(c, "team/app") == ("http://127.0.0.1:5005/auth?x=1&scope="
+                                        "repository%3Ateam%2Fapp%3Apull")
+    assert token_url(Challenge("bearer", {}), "a") is None
+
+
+# ---------------------------------------------------------------------------------------
+# daemon.json and the insecure-registry rules
+
+
+def test_parse_daemon_json() -> None:
+    dj = parse_daemon_json(json.dumps({
+        "registry-mirrors": ["https://mirror.example.com"],
+        "insecure-registries": ["10.0.0.0/8", "reg.lan:5000"],
+        "proxies": {"https-proxy": "http://proxy:3128", "no-proxy": "localhost"},
+        "dns": ["10.0.0.2"], "log-driver": "journald",
+    }))
+    assert dj.mirrors == ("https://mirror.example.com",)
+    assert dj.insecure == ("10.0.0.0/8", "reg.lan:5000")
+    assert dict(dj.proxies) == {"https-proxy": "http://proxy:3128", "no-proxy": "localhost"}
+    assert dj.dns == ("10.0.0.2",)
+    assert parse_daemon_json("") == doctor.DaemonJson()
+    assert parse_daemon_json("{}") == doctor.DaemonJson()
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('{"insecure-registries": ["a",]}', "not valid JSON"),
+    ("[]", "expected a JSON object"),
+    ('{"insecure-registries": "reg:5000"}', "'insecure-registries' must be a list"),
+    ('{"registry-mirrors": [1]}', "'registry-mirrors' must be a list"),
+    ('{"proxies": ["x"]}', "'proxies' must be an object"),
+], ids=["trailing-comma", "array", "string-not-list", "number", "proxies-list"])
+def test_parse_daemon_json_errors(text: str, message: str) -> None:
+    with pytest.raises(DaemonJsonError, match=message) as info:
+        parse_daemon_json(text, "/etc/docker/daemon.json")
+    assert str(info.value).startswith("/etc/docker/daemon.json: ")
+
+
+@pytest.mark.parametrize(("entries", "registry", "addresses", "insecure"), [
+    ([], "127.0.0.1:5000", [], True),  # dockerd's built-in 127.0.0.0/8
+    ([], "127.8.9.10:5000", [], True),
+    ([], "localhost:5000", ["127.0.0.1", "::1"], True),
+    ([], "[::1]:5000", ["::1"], False),  # only 127.0.0.0/8 is built in
+    ([], "registry.example.com", ["93.184.216.34"], False),
+    ([], "docker.io", ["127.0.0.1"], False),  # the official index is always secure
+    (["10.0.0.0/8"], "reg.lan:5000", ["10.1.2.3"], True),
+    (["10.0.0.0/8"], "reg.lan:5000", ["192.168.1.1"], False),
+    (["10.0.0.0/8"], "10.200.0.1:443", [], True),  # a literal IP needs no lookup
+    (["reg.lan:5000"], "reg.lan:5000", [], True),
+    (["reg.lan:5000"], "reg.lan:5001", [], False),  # names match with their port
+    (["reg.lan"], "reg.lan:5000", [], False),
+    (["http://reg.lan:5000/"], "reg.lan:5000", [], True),  # scheme stripped, as dockerd
+    (["fd00::/8"], "[fd00::1]:5000", [], True),
+    (["fd00::/8"], "reg.lan", ["fd12::5"], True),
+    (["10.231.0.0/16"], "reg.lan", ["fd12::5"], False),
+], ids=["loopback", "loopback-any", "localhost", "ipv6-loopback", "public", "hub",
+        "cidr-by-lookup", "cidr-miss", "cidr-literal", "name", "name-other-port",
+        "name-without-port", "with-scheme", "ipv6-cidr", "ipv6-cidr-lookup", "family-mismatch"])
+def test_is_insecure(entries: list[str], registry: str, addresses: list[str],
+                     insecure: bool) -> None:
+    assert is_insecure(registry, addresses, registry_config_from_entries(entries)) is insecure
+
+
+def test_registry_config_from_info() -> None:
+    info = {"RegistryConfig": {
+        "InsecureRegistryCIDRs": ["127.0.0.0/8", "10.231.0.0/16", "garbage"],
+        "IndexConfigs": {"docker.io": {"Name": "docker.io", "Secure": True, "Official": True},
+                         "reg.lan:5000": {"Name": "reg.lan:5000", "Secure": False}},
+        "Mirrors": ["https://mirror.example.com/"],
+    }}
+    rc = registry_config_from_info(info)
+    assert rc is not None
+    assert ipaddress.ip_network("10.231.0.0/16") in rc.cidrs
+    assert len(rc.cidrs) == 2
+    assert rc.secure_of("reg.lan:5000") is False and rc.secure_of("docker.io") is True
+    assert rc.secure_of("other") is None
+    assert rc.mirrors == ("https://mirror.example.com/",)
+    assert is_insecure("10.231.0.2", [], rc)
+    assert not is_insecure("10.232.0.2", [], rc)
+    assert registry_config_from_info({}) is None
+
+
+@pytest.mark.parametrize(("registry", "host", "port"), [
+    ("127.0.0.1:5000", "127.0.0.1", 5000), ("reg.example.com", "reg.example.com", None),
+    ("[::1]:5000", "::1", 5000), ("[fd00::1]", "fd00::1", None), ("localhost:80", "localhost", 80),
+])
+def test_registry_host_port(registry: str, host: str, port: int | None) -> None:
+    assert registry_host(registry) == host
+    assert registry_port(registry) == port
+
+
+# ---------------------------------------------------------------------------------------
+# proxies (Go's httpproxy rules, as dockerd applies them)
+
+PROXY = "http://proxy.example.com:3128"
+
+
+@pytest.mark.parametrize(("scheme", "host", "port", "env", "expected"), [
+    ("https", "reg.example.com", 443, {"HTTPS_PROXY": PROXY}, PROXY),
+    ("https", "reg.example.com", 443, {"https_proxy": PROXY}, PROXY),
+    ("https", "reg.example.com", 443, {"HTTP_PROXY": PROXY}, None),  # wrong scheme
+    ("http", "reg.example.com", 80, {"HTTP_PROXY": PROXY}, PROXY),
+    ("https", "reg.example.com", 443, {}, None),
+    ("http", "127.0.0.1", 5000, {"HTTP_PROXY": PROXY}, None),  # loopback: never proxied
+    ("http", "localhost", 5000, {"HTTP_PROXY": PROXY}, None),
+    ("http", "::1", 5000, {"HTTP_PROXY": PROXY}, None),
+    ("https", "reg.example.com", 443, {"HTTPS_PROXY": PROXY, "NO_PROXY": "*"}, None),
+    ("https", "reg.example.com", 443, {"HTTPS_PROXY": PROXY, "NO_PROXY": "example.com"}, None),
+    ("https", "example.com", 443, {"HTTPS_PROXY": PROXY, "NO_PROXY": "example.com"}, None),
+    ("https", "example.com", 443, {"HTTPS_PROXY": PROXY, "NO_PROXY": ".example.com"}, PROXY),
+    ("https", "reg.example.com", 443, {"HTTPS_PROXY": PROXY, "NO_PROXY": ".example.com"},
+     None),
+    ("https", "reg.example.com", 443, {"HTTPS_PROXY": PROXY, "NO_PROXY": "*.example.com"},
+     None),
+    ("https", "notexample.com", 443, {"HTTPS_PROXY": PROXY, "NO_PROXY": "example.com"},
+     PROXY),
+    ("https", "reg.example.com", 5000,
+     {"HTTPS_PROXY": PROXY, "NO_PROXY": "reg.example.com:5000"}, None),
+    ("https", "reg.example.com", 443,
+     {"HTTPS_PROXY": PROXY, "NO_PROXY": "reg.example.com:5000"}, PROXY),
+    ("https", "10.1.2.3", 443, {"HTTPS_PROXY": PROXY, "NO_PROXY": "10.0.0.0/8"}, None),
+    ("https", "10.1.2.3", 443, {"HTTPS_PROXY": PROXY, "NO_PROXY": "10.1.2.3"}, None),
+    ("https", "11.1.2.3", 443, {"HTTPS_PROXY": PROXY, "NO_PROXY": "10.0.0.0/8"}, PROXY),
+    ("https", "REG.example.com", 443,
+     {"HTTPS_PROXY": PROXY, "NO_PROXY": " foo.org , Example.COM "}, None),
+    ("https", "reg.example.com", 443, {"HTTPS_PROXY": PROXY, "no_proxy": "example.com"}, None),
+    ("https", "fd00::5", 5000, {"HTTPS_PROXY": PROXY, "NO_PROXY": "[fd00::5]:5000"}, None),
+    ("https", "fd00::5", 443, {"HTTPS_PROXY": PROXY, "NO_PROXY": "[fd00::5]:5000"}, PROXY),
+], ids=["https", "lower", "http-only", "http", "none", "loopback", "localhost", "ipv6-lo",
+        "star", "domain-sub", "domain-self", "dot-self", "dot-sub", "star-dot", "not-suffix",
+        "port-match", "port-miss", "cidr", "ip", "cidr-miss", "spaces-case", "lower-no",
+        "v6-port", "v6-port-miss"])
+def test_proxy_for(scheme: str, host: str, port: int, env: dict[str, str],
+                   expected: str | None) -> None:
+    assert proxy_for(scheme, host, port, env) == expected
+
+
+def test_parse_environment_and_files() -> None:
+    env = parse_environment([b"HTTP_PROXY=http://p:3128", b"NO_PROXY=a,b", "X=1=2", b"junk"])
+    assert env == {"HTTP_PROXY": "http://p:3128", "NO_PROXY": "a,b", "X": "1=2"}
+    text = '# proxies\nHTTPS_PROXY="http://p:3128"\n\n; other\nno_proxy=localhost\nbad line\n'
+    assert parse_env_file(text) == {"HTTPS_PROXY": "http://p:3128", "no_proxy": "localhost"}
+    assert doctor.proxy_env({"https_proxy": "x", "HTTP_PROXY": "y", "PATH": "/bin"}) == {
+        "HTTP_PROXY": "y", "HTTPS_PROXY": "x"}
+
+
+# ---------------------------------------------------------------------------------------
+# platforms
+
+INDEX = {
+    "schemaVersion": 2,
+    "mediaType": "application/vnd.oci.image.index.v1+json",
+    "manifests": [
+        {"digest": "sha256:a", "platform": {"os": "linux", "architecture": "amd64"}},
+        {"digest": "sha256:b", "platform": {"os": "linux", "architecture": "arm64",
+                                            "variant": "v8"}},
+        {"digest": "sha256:c", "platform": {"os": "linux", "architecture": "arm",
+                                            "variant": "v6"}},
+        {"digest": "sha256:d", "platform": {"os": "unknown", "architecture": "unknown"}},
+    ],
+}
+
+
+def test_manifest_platforms() -> None:
+    assert [str(p) for p in manifest_platforms(INDEX) or []] == [
+        "linux/amd64", "linux/arm64/v8", "linux/arm/v6"]
+    assert manifest_platforms({"schemaVersion": 2, "config": {"digest": "sha256:x"}}) is None
+    assert manifest_platforms({"manifests": [{"digest": "x"}, "junk"]}) == []
+
+
+@pytest.mark.parametrize(("want", "have", "ok"), [
+    ("linux/amd64", Platform("linux", "amd64"), True),
+    ("linux/amd64", Platform("linux", "x86_64"), True),
+    ("linux/amd64", Platform("linux", "arm64"), False),
+    ("linux/amd64", Platform("windows", "amd64"), False),
+    ("linux/arm64", Platform("linux", "arm64", "v8"), True),
+    ("linux/arm64/v8", Platform("linux", "arm64"), True),
+    ("linux/arm64", Platform("linux", "aarch64"), True),
+    ("linux/arm", Platform("linux", "arm", "v6"), True),  # no variant asked: any
+    ("linux/arm/v7", Platform("linux", "arm"), True),  # v7 is arm's default
+    ("linux/arm/v7", Platform("linux", "arm", "v6"), False),
+    ("linux/amd64/v1", Platform("linux", "amd64"), True),
+    ("Linux/amd64", Platform("linux", "amd64"), True),
+], ids=["same", "uname", "arch", "os", "arm64-v8", "want-v8", "aarch64", "arm-any",
+        "arm-v7-default", "arm-v6", "amd64-v1", "os-case"])
+def test_platform_matches(want: str, have: Platform, ok: bool) -> None:
+    assert platform_matches(want, have) is ok
+
+
+def test_platform_matches_index_entries() -> None:
+    offered = manifest_platforms(INDEX) or []
+    assert any(platform_matches("linux/arm64", p) for p in offered)
+    assert not any(platform_matches("linux/s390x", p) for p in offered)
+    assert not any(platform_matches("linux/arm/v7", p) for p in offered)
+
+
+def test_config_platform() -> None:
+    assert config_platform({"architecture": "arm64", "os": "linux", "variant": "v8"}) == \
+        Platform("linux", "arm64", "v8")
+    assert config_platform({"architecture": "amd64"}) == Platform("linux", "amd64")
+
+
+# ---------------------------------------------------------------------------------------
+# clock skew
+
+
+def test_clock_skew() -> None:
+    now = time.time()
+    server = format_datetime(datetime.fromtimestamp(now + 120, UTC), usegmt=True)
+    skew = clock_skew(server, now - 0.2, now + 0.2)
+    assert skew is not None and 119 <= skew <= 121
+    behind = format_datetime(datetime.fromtimestamp(now - 3600, UTC), usegmt=True)
+    skew = clock_skew(behind, now, now)
+    assert skew is not None and -3601 <= skew <= -3599
+    assert clock_skew("", now, now) is None
+    assert clock_skew("not a date", now, now) is None
+
+
+def test_clock_skew_uses_middle_of_request() -> None:
+    t = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC).timestamp()
+    # Date is truncated to the second: half a second is added back
+    assert clock_skew("Tue, 01 Jan 2030 12:00:00 GMT", t - 2, t + 2) == 0.5
+
+
+@pytest.mark.parametrize(("skew", "status"), [
+    (0, Status.PASS), (-1.5, Status.PASS), (29.9, Status.PASS), (30, Status.WARN),
+    (-45, Status.WARN), (299, Status.WARN), (300, Status.FAIL), (-86400, Status.FAIL),
+])
+def test_skew_status(skew: float, status: Status) -> None:
+    assert skew_status(skew) is status
+
+
+# ---------------------------------------------------------------------------------------
+# disk
+
+GiB = 2**30
+
+
+@pytest.mark.parametrize(("free", "total", "ifree", "itotal", "status"), [
+    (50 * GiB, 100 * GiB, 900_000, 1_000_000, Status.PASS),
+    (9 * GiB, 100 * GiB, 900_000, 1_000_000, Status.WARN),  # under 10 %
+    (GiB - 1, 2 * GiB, 900_000, 1_000_000, Status.FAIL),  # under 1 GiB
+    (50 * GiB, 100 * GiB, 40_000, 1_000_000, Status.WARN),  # under 5 % inodes
+    (50 * GiB, 100 * GiB, 9_999, 1_000_000, Status.FAIL),  # under 1 % inodes
+    (50 * GiB, 100 * GiB, 0, 0, Status.PASS),  # no inode limit (btrfs)
+    (2 * GiB, 3 * GiB, 10, 10, Status.PASS),
+], ids=["fine", "low-space", "full", "low-inodes", "no-inodes", "btrfs", "small-disk"])
+def test_disk_status(free: int, total: int, ifree: int, itotal: int, status: Status) -> None:
+    assert disk_status(free, total, ifree, itotal) is status
+
+
+def test_human_bytes() -> None:
+    assert doctor.human_bytes(512) == "512 B"
+    assert doctor.human_bytes(1536) == "1.5 KiB"
+    assert doctor.human_bytes(3 * GiB) == "3.0 GiB"
+
+
+# ---------------------------------------------------------------------------------------
+# registry error bodies
+
+
+def test_registry_errors() -> None:
+    body = json.dumps({"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown"},
+                                  {"code": "NAME_UNKNOWN"}]}).encode()
+    assert registry_errors(body) == ["MANIFEST_UNKNOWN", "NAME_UNKNOWN"]
+    assert registry_errors(b"<html>429</html>") == []
+    assert registry_errors(b'{"errors": "x"}') == []
+    assert registry_errors(b"[]") == []
+
+
+# ---------------------------------------------------------------------------------------
+# certificates (a leaf issued by a test CA, valid 2026-11-26 .. 2126-11-02: the notAfter
+# is a GeneralizedTime, the notBefore a UTCTime)
+
+LEAF = """-----BEGIN CERTIFICATE-----
+MIIBvDCCAWOgAwIBAgIUX2eO2Wq1imnLahmB8DR+mBwcJJkwCgYIKoZIzj0EAwIw
+GzEZMBcGA1UEAwwQcHVsbHVuaXQgdGVzdCBDQTAgFw0yNjExMjYyMTExMDRaGA8y
+MTI2MTEwMjIxMTEwNFowKzERMA8GA1UECgwIcHVsbHVuaXQxFjAUBgNVBAMMDXJl
+Z2lzdHJ5LnRlc3QwWTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAARP8ewD02A8lMyV
+Vq4Hu7YY8m77TLebhnV5k4yDPkCxofmamkyCtFj7p9Mgi8sb445JRW3DeqkSP6d0
+8Iax0/JZo3MwcTAvBgNVHREEKDAmgg1yZWdpc3RyeS50ZXN0gg8qLnJlZ2lzdHJ5
+LnRlc3SHBArnAAIwHQYDVR0OBBYEFGl3W/lvFu0D3hO/pALxKcX+MwKrMB8GA1Ud
+IwQYMBaAFEBT7ZQdC6YkrOq9Vho3L64glSaEMAoGCCqGSM49BAMCA0cAMEQCIElI
+nQkGY7mg7NmKNfpnIBkweSozLIZja/66oIQjbKrmAiBB34p6lIQNM304mQBGg65V
+rgHCwYpHE8dALRt8B86slg==
+-----END CERTIFICATE-----
+"""
+
+
+def test_cert_info() -> None:
+    info = cert_info(ssl.PEM_cert_to_DER_cert(LEAF))
+    assert info.subject == "registry.test"
+    assert info.issuer == "pullunit test CA"
+    assert not info.self_signed
+    assert info.not_before == datetime(2026, 11, 26, 21, 11, 4, tzinfo=UTC)
+    assert info.not_after == datetime(2126, 11, 2, 21, 11, 4, tzinfo=UTC)
+    assert info.names == ("registry.test", "*.registry.test", "10.231.0.2")
+
+
+def test_describe_cert() -> None:
+    info = cert_info(ssl.PEM_cert_to_DER_cert(LEAF))
+    now = datetime(2126, 10, 23, 21, 11, 4, tzinfo=UTC)
+    text = describe_cert(info, now)
+    assert text.startswith("certificate for registry.test, *.registry.test, 10.231.0.2")
+    assert "issued by pullunit test CA" in text
+    assert "expires 2126-11-02 (10 days)" in text
+    assert "expired 2126-11-02" in describe_cert(info, now + timedelta(days=30))
+
+
+def test_cert_info_rejects_garbage() -> None:
+    with pytest.raises((ValueError, IndexError)):
+        cert_info(b"\x30\x82\xff\xff")
+
+
+# ---------------------------------------------------------------------------------------
+# watchdog
+
+
+def test_with_timeout() -> None:
+    assert doctor.with_timeout(lambda: 42, 1.0, "answer") == 42
+    empty: dict[str, int] = {}
+    with pytest.raises(KeyError):
+        doctor.with_timeout(lambda: empty["x"], 1.0, "lookup")
+    started = time.monotonic()
+    with pytest.raises(doctor.WatchdogTimeout, match="sleep did not finish within 0 s"):
+        doctor.with_timeout(lambda: time.sleep(5), 0.2, "sleep")
+    assert time.monotonic() - started < 1.0
+
+
+# ---------------------------------------------------------------------------------------
+# the command's target resolution (no Docker, no network: these stop before any check)
+
+
+def test_unknown_bare_name_is_a_config_error(config_dir: Path) -> None:
+    proc = run_cli("doctor", "nosuchapp", "--config-dir", config_dir)
+    assert proc.returncode == 78, proc.stderr
+    assert "'nosuchapp' is neither an app" in proc.stderr
+    assert str(config_dir / "nosuchapp.toml") in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_broken_named_app_is_a_config_error(config_dir: Path) -> None:
+    (config_dir / "web.toml").write_text('[image]\nref = "nginx:1.25"\nbogus = 1\n')
+    proc = run_cli("doctor", "web", "--config-dir", config_dir, env=cli_env())
+    assert proc.returncode == 78, proc.stderr
+    assert "image.bogus" in proc.stderr
+
+
+def test_basic_auth_header_is_never_shown() -> None:
+    # The scrubber gets the encoded form too (it is what a header would carry).
+    d = doctor._Doctor(doctor.Target("127.0.0.1:1/a:b"), doctor.Options())
+    secret = base64.b64encode(b"user:s3cret").decode()
+    d.f.secrets = ["s3cret", secret]
+    c = d._scrub(Check("manifest", Status.FAIL, f"sent Basic {secret} and s3cret",
+                       "password=s3cret"))
+    assert "s3cret" not in c.detail + c.hint and secret not in c.detail
