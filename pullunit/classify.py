@@ -7,6 +7,7 @@ exit code ends the run, and what an operator should do about it.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from dataclasses import dataclass
 
@@ -57,34 +58,40 @@ PERMANENT = frozenset({
 # Checked in order: the first match wins. Order matters where texts overlap:
 # "TLS handshake timeout" is a network problem, not a certificate problem;
 # "lookup x: no such host" is DNS, not "not found"; "no matching manifest" is platform.
-_RULES: list[tuple[FailureClass, re.Pattern[str]]] = [
-    (FailureClass.DISK_FULL, re.compile(r"no space left on device|disk quota exceeded", re.I)),
-    (FailureClass.RATE_LIMITED, re.compile(
+_RULE_SOURCES: list[tuple[FailureClass, tuple[str, int]]] = [
+    (FailureClass.DISK_FULL, (r"no space left on device|disk quota exceeded", re.I)),
+    (FailureClass.RATE_LIMITED, (
         r"toomanyrequests|too many requests|\b429\b|rate limit", re.I)),
-    (FailureClass.UNREACHABLE, re.compile(r"tls handshake timeout", re.I)),
-    (FailureClass.DNS, re.compile(
+    (FailureClass.UNREACHABLE, (r"tls handshake timeout", re.I)),
+    (FailureClass.DNS, (
         r"no such host|temporary failure in name resolution|server misbehaving"
         r"|name or service not known|lookup \S+( on \S+)?: .*(timeout|refused)", re.I)),
-    (FailureClass.TLS, re.compile(
+    (FailureClass.TLS, (
         r"x509:|certificate signed by unknown authority|tls: bad certificate"
         r"|certificate has expired|certificate is not valid|tls: .*certificate"
         r"|server gave HTTP response to HTTPS client", re.I)),
-    (FailureClass.PLATFORM, re.compile(
+    (FailureClass.PLATFORM, (
         r"no matching manifest for|does not match the specified platform"
         r"|image with reference .* was found but does not match", re.I)),
-    (FailureClass.DENIED, re.compile(
+    (FailureClass.DENIED, (
         r"no basic auth credentials|unauthorized|authentication required|access denied"
         r"|pull access denied|\bdenied\b|403 forbidden|insufficient_scope", re.I)),
-    (FailureClass.NOT_FOUND, re.compile(
+    (FailureClass.NOT_FOUND, (
         r"manifest unknown|not found|name unknown|no such image|does not exist", re.I)),
-    (FailureClass.UNREACHABLE, re.compile(
+    (FailureClass.UNREACHABLE, (
         r"connection refused|connection reset|\bEOF\b|i/o timeout|network is unreachable"
         r"|no route to host|context deadline exceeded|request canceled|broken pipe"
         r"|timeout exceeded|connection timed out", re.I)),
-    (FailureClass.SERVER_ERROR, re.compile(
+    (FailureClass.SERVER_ERROR, (
         r"\b50[0-9]\b|internal server error|bad gateway|service unavailable"
         r"|gateway time-?out|unexpected http status", re.I)),
 ]
+
+
+@functools.cache
+def _rules() -> list[tuple[FailureClass, re.Pattern[str]]]:
+    # Compiled on first use: a warm start never classifies anything.
+    return [(cls, re.compile(pattern, flags)) for cls, (pattern, flags) in _RULE_SOURCES]
 
 
 @dataclass(frozen=True)
@@ -115,7 +122,7 @@ def fail(cls: FailureClass, message: str) -> PullFailed:
 
 def classify(message: str, status_code: int | None = None) -> FailureClass:
     """Classify a daemon error text (and the HTTP status docker-py saw, if any)."""
-    for cls, pattern in _RULES:
+    for cls, pattern in _rules():
         if pattern.search(message):
             return cls
     if status_code == 404:

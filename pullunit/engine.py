@@ -7,7 +7,6 @@ library cost ~2 ms. Anything more than looking (pulling, running) goes through d
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import socket
@@ -91,16 +90,31 @@ def local_name(ref: ImageRef) -> str:
     return ref.tagged
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float):
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
-
-    def connect(self) -> None:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(self.timeout)
-        s.connect(self._path)
-        self.sock = s
+def _get(path: str, url: str, timeout: float) -> tuple[int, bytes]:
+    """One HTTP/1.0 GET over a unix socket: dockerd then answers with a plain body and
+    closes, so no chunked decoding is needed (and no http.client import)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(path)
+        s.sendall(f"GET {url} HTTP/1.0\r\nHost: docker\r\n\r\n".encode())
+        chunks = []
+        while True:
+            data = s.recv(65536)
+            if not data:
+                break
+            chunks.append(data)
+    raw = b"".join(chunks)
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    if not sep:
+        raise EngineUnavailable("truncated reply from the engine")
+    status_line = head.split(b"\r\n", 1)[0].split()
+    try:
+        status = int(status_line[1])
+    except (IndexError, ValueError):
+        raise EngineUnavailable(f"bad status line from the engine: {head[:80]!r}") from None
+    if b"transfer-encoding: chunked" in head.lower():
+        raise EngineUnavailable("the engine answered HTTP/1.0 with a chunked body")
+    return status, body
 
 
 class LiteEngine:
@@ -112,17 +126,12 @@ class LiteEngine:
         self.timeout = timeout
 
     def _get(self, url: str) -> tuple[int, Any]:
-        conn = _UnixConnection(self.path, self.timeout)
         try:
-            conn.request("GET", f"/{API_VERSION}{url}")
-            resp = conn.getresponse()
-            body = resp.read()
+            status, body = _get(self.path, f"/{API_VERSION}{url}", self.timeout)
         except OSError as e:
             raise EngineUnavailable(str(e)) from e
-        finally:
-            conn.close()
         try:
-            return resp.status, json.loads(body) if body else None
+            return status, json.loads(body) if body else None
         except ValueError as e:
             raise EngineUnavailable(f"bad reply from the engine: {e}") from e
 

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 
 def atomic_write(path: Path, data: str | bytes, mode: int = 0o644) -> None:
     raw = data.encode() if isinstance(data, str) else data
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".new", dir=path.parent)
+    # O_EXCL on a random name instead of tempfile: this is on every warm start, and
+    # tempfile's imports (shutil, bz2, lzma ...) cost more than the write itself.
+    tmp = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.new")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(raw)

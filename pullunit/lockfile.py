@@ -12,8 +12,6 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-import tomli_w
-
 from .config import LOCK_SUFFIX, AppConfig
 from .errors import ConfigError
 from .fsutil import atomic_write
@@ -74,6 +72,8 @@ def read(app: AppConfig) -> Lock | None:
 
 
 def write(app: AppConfig, digest: str, source: str) -> Lock:
+    import tomli_w  # only pin and rollback write locks; pull only reads them
+
     now = datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat()
     lock = Lock(str(app.image.ref), digest, source, now)
     text = HEADER + tomli_w.dumps({"lock": {"ref": lock.ref, "digest": lock.digest,
