@@ -114,7 +114,8 @@ def _add_doctor(sub: _Sub, parent: _Parser) -> None:
                        "an app's image, credentials and daemon; changes nothing",
                        allow_abbrev=False)
     p.add_argument("target", nargs="?", metavar="APP|IMAGE_REF")
-    p.add_argument("--json", action="store_true", help="a list of {check, status, detail, hint}")
+    p.add_argument("--json", action="store_true", help="one object per target: {app, target, "
+                   "platform, ok, checks: [{check, status, detail, hint}]} (docs/doctor.md)")
     p.set_defaults(func=_cmd("doctor"))
 
 

@@ -28,11 +28,18 @@ def _gib(n: int) -> str:
     return f"{n / 2**30:.1f} GiB"
 
 
+def _scheme(ref: ImageRef) -> str:
+    """dockerd talks plain HTTP to loopback registries (they are insecure by default)."""
+    h = ref.host
+    return "http" if h == "localhost" or h.startswith("127.") else "https"
+
+
 def fix_for(cls: FailureClass, ctx: HintContext) -> str:
     ref, host = ctx.ref, ctx.ref.registry
+    url = f"{_scheme(ref)}://{host}/v2/"
     if cls is FailureClass.NOT_FOUND:
         return (f"check that {ref} was pushed to {host} under that exact path and tag "
-                f"(a missing namespace is common); list tags with GET https://{host}/v2/"
+                f"(a missing namespace is common); list tags with GET {url}"
                 f"{ref.remote_path}/tags/list")
     if cls is FailureClass.DENIED:
         where = str(ctx.config_path) if ctx.config_path else "no docker config"
@@ -49,10 +56,11 @@ def fix_for(cls: FailureClass, ctx: HintContext) -> str:
                 f"/etc/docker/certs.d/{host}/ca.crt (or the system store and restart docker), "
                 "check the host clock (timedatectl) and any TLS-inspecting proxy")
     if cls is FailureClass.DNS:
-        return (f"{ref.host} does not resolve on this host: check /etc/resolv.conf, "
-                f"'getent hosts {ref.host}', and the daemon's \"dns\" in /etc/docker/daemon.json")
+        return (f"{ref.host} does not resolve on this host: check 'getent hosts {ref.host}', "
+                "/etc/resolv.conf (dockerd resolves registry names with the host's resolver) "
+                "and 'resolvectl status'; pullunit keeps retrying")
     if cls in (FailureClass.UNREACHABLE, FailureClass.SERVER_ERROR):
-        return (f"{host} is not reachable or failing: check 'curl -v https://{host}/v2/', "
+        return (f"{host} is not reachable or failing: check 'curl -v {url}', "
                 "firewall egress, proxies of docker.service, MTU; pullunit keeps retrying")
     if cls is FailureClass.STALLED:
         return ("the transfer made no progress: suspect MTU problems, a proxy, or a "
