@@ -45,7 +45,27 @@ def run(args: argparse.Namespace) -> int:
         if not result.written and not result.removed and not errors:
             log.info("%d app(s), units up to date in %s", len(result.apps), output_dir)
         _apply(args, result.apps)
+    _show_locks(result.apps)
     return int(ExitCode.CONFIG) if errors else 0
+
+
+def _show_locks(apps: list[AppConfig]) -> None:
+    """Units never contain the digest (the puller resolves it at start), so say here
+    which apps a lock file pins."""
+    from .. import lockfile
+
+    for app in apps:
+        try:
+            ref, lock = lockfile.effective_ref(app)
+        except ConfigError as e:
+            log.warning("%s", e.message)
+            continue
+        if lock is not None and ref is not app.image.ref:
+            log.info("%s: pinned to %s by %s (%s)", app.name, lock.digest,
+                     lockfile.lock_path(app).name, lock.source)
+        elif lock is not None:
+            log.warning("%s: %s is stale (made for %s); 'pullunit pin %s' renews it",
+                        app.name, lockfile.lock_path(app).name, lock.ref, app.name)
 
 
 def _apply(args: argparse.Namespace, apps: list[AppConfig]) -> None:

@@ -4,6 +4,8 @@
   {"app", "config", "image", "policy",
    "units": {"pull": UNIT|null, "run": UNIT|null}, "systemd": null | "reason it is unknown",
    "in_use": "repo@sha256:..."|null,
+   "lock": {"file", "digest", "source": "pin"|"rollback", "at", "applies": bool}
+           | {"error"} | null,
    "current": ENTRY|null, "history": [ENTRY...],
    "last_failure": {"class", "message", "exit_code", "at", "fix"}|null,
    "healthy": bool, "error": null | "config error text"}
@@ -22,7 +24,7 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from .. import state
+from .. import lockfile, state
 from ..classify import FailureClass
 from ..cli import config_dir
 from ..config import AppConfig, app_files, app_name_of, load_app, resolve_app
@@ -53,6 +55,19 @@ def _fix(app: AppConfig, cls: str) -> str:
                                    auth_file_configured=app.image.auth_file is not None))
 
 
+def _lock(app: AppConfig) -> dict[str, Any] | None:
+    try:
+        lock = lockfile.read(app)
+    except ConfigError as e:
+        return {"error": e.message}
+    if lock is None:
+        return None
+    return {"file": str(lockfile.lock_path(app)), "digest": lock.digest, "source": lock.source,
+            "at": lock.at,
+            # a config that pins its own digest wins; a lock made for another ref is stale
+            "applies": not app.image.ref.digest and lock.ref == str(app.image.ref)}
+
+
 def app_status(app: AppConfig) -> dict[str, Any]:
     st = state.load(app.name)
     units, why = _units(app)
@@ -68,6 +83,7 @@ def app_status(app: AppConfig) -> dict[str, Any]:
         "units": units,
         "systemd": why,
         "in_use": state.read_env_file(app.name),
+        "lock": _lock(app),
         "current": asdict(st.current) if st.current else None,
         "history": [asdict(e) for e in st.history],
         "last_failure": {"class": lf.cls, "message": lf.message, "exit_code": lf.exit_code,
@@ -79,7 +95,7 @@ def app_status(app: AppConfig) -> dict[str, Any]:
 
 def _broken(name: str, path: str, error: ConfigError) -> dict[str, Any]:
     return {"app": name, "config": path, "image": None, "policy": None,
-            "units": {"pull": None, "run": None}, "systemd": None, "in_use": None,
+            "units": {"pull": None, "run": None}, "systemd": None, "in_use": None, "lock": None,
             "current": None, "history": [], "last_failure": None, "healthy": False,
             "error": error.message}
 
@@ -121,6 +137,12 @@ def _print_human(apps: list[dict[str, Any]]) -> None:
         if a["systemd"]:
             print(f"    systemd:  {a['systemd']}")
         print(f"    in use:   {a['in_use'] or '-'}")
+        lock = a["lock"]
+        if lock and "error" in lock:
+            print(f"    lock:     {lock['error']}")
+        elif lock:
+            note = "" if lock["applies"] else " (not applied: made for another image.ref)"
+            print(f"    pinned:   {lock['digest']} by {lock['source']} at {lock['at']}{note}")
         for i, e in enumerate(a["history"]):
             label = "history:" if i == 0 else ""
             print(f"    {label:<9} {e['reference']}  (ready {_ago(e['last_ready'])})")
