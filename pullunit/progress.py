@@ -5,8 +5,10 @@ from __future__ import annotations
 import sys
 import time
 
-from .log import use_color
 from .notify import Notifier
+
+STATUS_INTERVAL = 1.0  # systemd does not need more than one STATUS= a second
+TTY_INTERVAL = 0.1
 
 
 def _mb(n: int) -> str:
@@ -14,26 +16,26 @@ def _mb(n: int) -> str:
 
 
 class Reporter:
-    def __init__(self, notifier: Notifier, label: str, interval: float = 1.0):
+    def __init__(self, notifier: Notifier, label: str):
         self.notifier = notifier
         self.label = label
-        self.interval = interval
-        self._last = 0.0
+        self._last_status = 0.0
+        self._last_draw = 0.0
         self.tty = sys.stderr.isatty()
-        self.color = use_color()
         self._drawn = False
 
     def update(self, done: int, total: int) -> None:
+        if not total:
+            return  # sizes not known yet: nothing meaningful to show
         now = time.monotonic()
-        if now - self._last < self.interval:
-            return
-        self._last = now
-        pct = f" ({100 * done // total}%)" if total else ""
-        text = f"pulling {self.label}: {_mb(done)} / {_mb(total)}{pct}"
-        self.notifier.status(text)
-        if self.tty:
+        pct = f" ({100 * done // total}%)"
+        if now - self._last_status >= STATUS_INTERVAL:
+            self._last_status = now
+            self.notifier.status(f"pulling {self.label}: {_mb(done)} / {_mb(total)}{pct}")
+        if self.tty and now - self._last_draw >= TTY_INTERVAL:
+            self._last_draw = now
             width = 30
-            filled = width * done // total if total else 0
+            filled = width * done // total
             bar = "#" * filled + "-" * (width - filled)
             sys.stderr.write(f"\r[{bar}] {_mb(done)} / {_mb(total)}{pct}  ")
             sys.stderr.flush()

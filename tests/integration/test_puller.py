@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pullbed import FAST, Bed, fresh, image_config
+from pullbed import FAST, PULLUNIT, Bed, fresh, image_config
 
 from tests.testbed import images, nginx
 from tests.testbed.dockerd import DockerdProcess
@@ -354,3 +354,30 @@ def test_untrusted_tls_is_76_then_trusted_ca_pulls(client: Any, registry: Regist
     assert r.code == 0, r.err
     repo = p.ref.split("/", 1)[1].split(":")[0]
     assert r.out["image"] == f"{tls_registry.address}/{repo}@{p.digest}"
+
+
+def test_progress_bar_only_on_a_terminal(client: Any, registry: Registry, bed: Bed) -> None:
+    import pty
+
+    ref = registry.ref("team/progress", f"p{os.getpid()}")
+    images.make_big_image(ref, total_mb=40, layers=2)
+    app = bed.app("progress", image_config(ref))
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execve(PULLUNIT, [PULLUNIT, *bed.cmd("pull", app)[1:]], bed.env)
+    chunks = []
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    _, status = os.waitpid(pid, 0)
+    out = b"".join(chunks).decode(errors="replace")
+    assert os.waitstatus_to_exitcode(status) == 0, out
+    assert "\r[#" in out and " MB / " in out and "%)" in out
+    client.images.remove(ref, force=True)
+    r = bed.pull(app)  # stderr is a pipe: no bar, no carriage returns
+    assert r.code == 0 and "\r" not in r.err and "[#" not in r.err
