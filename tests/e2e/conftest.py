@@ -46,8 +46,12 @@ def pytest_runtest_makereport(
     if rep.when != "call" or not rep.failed:
         return
     funcargs = getattr(item, "funcargs", {})
+    seen: set[int] = set()  # one machine may be reachable through several fixtures
     for name, value in funcargs.items():
         if isinstance(value, harness.Machine) and value.pid1 is not None:
+            if id(value) in seen:
+                continue
+            seen.add(id(value))
             try:
                 text = value.journal()
             except Exception as e:  # the machine may be the thing that broke

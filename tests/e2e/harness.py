@@ -648,6 +648,7 @@ class Machine:
         self.state: str | None = None
         self.cgroups: list[Path] = []
         self.console_log: Path | None = None
+        self.reboot_count = 0
 
     # ---- context manager
 
@@ -730,7 +731,8 @@ class Machine:
         for b in self.binds:
             cmd.insert(-1, f"--bind={b}")
         self.console_log = self.workdir / "console.log"
-        with open(self.console_log, "wb") as out:
+        # Appended to, not truncated: after reboot() it holds every boot's console.
+        with open(self.console_log, "ab") as out:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
                                          stderr=subprocess.STDOUT, start_new_session=True,
                                          preexec_fn=_nspawn_preexec(
@@ -754,7 +756,7 @@ class Machine:
                     return pid
         return None
 
-    def _wait_booted(self) -> None:
+    def _wait_booted(self, ready: Sequence[str] = ("running", "degraded")) -> None:
         def booted() -> str | None:
             assert self.proc is not None
             if self.proc.poll() is not None:
@@ -766,7 +768,7 @@ class Machine:
             state = r.stdout.strip()
             if state in ("maintenance", "stopping"):
                 raise HarnessError(f"{self.name} boot ended in state {state!r}")
-            return state if state in ("running", "degraded") else None
+            return state if state in ready else None
 
         try:
             self.state = wait_for(booted, self.boot_timeout, 0.2, f"{self.name} to boot")
@@ -874,6 +876,40 @@ class Machine:
         assert self.pid1 is not None
         return ["nsenter", "-t", str(self.pid1), "-a", "-r", "-w", "--", "/usr/bin/env",
                 "-i", f"PATH={CONTAINER_PATH}", "LANG=C.UTF-8", *cmd]
+
+    def reboot(self, wait_for_startup: bool = True) -> None:
+        """Power the container off and boot it again on the same root.
+
+        The container's disk (the overlay upper dir, or the copied root) is kept, so
+        what a real reboot keeps - /etc, /var, enabled units - survives, while /run and
+        the volatile journal start empty. Like a host that reboots: the orderly
+        shutdown stops the units (and so the containers they run on the host engine).
+        nspawn exits when its container powers off, so "reboot" is: SIGTERM our nspawn,
+        wait, spawn a new nspawn on the same root, wait for the boot. ``boot_seconds``
+        is the new boot's time; ``reboot_count`` counts reboots.
+
+        With ``wait_for_startup=False`` it returns as soon as PID 1 answers, even while
+        the boot is still ``starting`` (for tests of a boot that does not finish).
+        """
+        if self.proc is None or self.pid1 is None or self.root is None:
+            raise HarnessError(f"{self.name} is not running")
+        _terminate_nspawn(self.proc.pid, self.pid1, self.stop_timeout, popen=self.proc)
+        self.pid1 = None
+        # The old container's cgroups are empty now; start the next boot from fresh
+        # ones, as a first boot does (nspawn builds its payload/supervisor tree anew).
+        for cg in self.cgroups:
+            _remove_cgroup_tree(cg)
+        self.cgroups = _make_machine_cgroups(self.name)
+        t0 = time.monotonic()
+        self._spawn()
+        self.pid1 = wait_for(self._find_pid1, 20, 0.05, "container PID 1 to appear")
+        if wait_for_startup:
+            self._wait_booted()
+        else:
+            self._wait_booted(("starting", "running", "degraded"))
+        self.boot_seconds = time.monotonic() - t0
+        self.reboot_count += 1
+        log.info("%s rebooted (%s) in %.1fs", self.name, self.state, self.boot_seconds)
 
     # ---- teardown
 
