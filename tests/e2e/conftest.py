@@ -77,9 +77,14 @@ def host_docker() -> Generator[None, None, None]:
     """A Docker engine on the host's /run/docker.sock for the whole session (machines
     bind-mount that socket, so it must exist before the first boot). Stopped at the
     end only if this fixture started it."""
+    from tests.testbed.dockerd import ensure_dockerd, stop_main_dockerd_if_started
+
     _require_prerequisites()
-    with harness.host_dockerd():
+    ensure_dockerd()
+    try:
         yield
+    finally:
+        stop_main_dockerd_if_started()
 
 
 @pytest.fixture(scope="session", autouse=True)

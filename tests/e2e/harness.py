@@ -440,75 +440,8 @@ def check_prerequisites() -> list[str]:
 
 
 # ----------------------------------------------------------------------- host docker
-
-
-def docker_socket_answers(sock: str = DOCKER_SOCK, timeout: float = 2.0) -> bool:
-    """True if a Docker engine answers GET /_ping on *sock* (no client needed)."""
-    s = socket.socket(socket.AF_UNIX)
-    s.settimeout(timeout)
-    try:
-        s.connect(sock)
-        s.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
-        head = s.recv(64)
-        return head.startswith(b"HTTP/1.") and b" 200 " in head
-    except OSError:
-        return False
-    finally:
-        s.close()
-
-
-def ensure_host_dockerd(timeout: float = 60, sock: str = DOCKER_SOCK,
-                        extra_args: Sequence[str] = (),
-                        log_path: Path = Path("/var/log/dockerd.log"),
-                        ) -> subprocess.Popen[bytes] | None:
-    """Make a Docker engine answer on *sock* (default /run/docker.sock, the recipe in
-    TESTBED.md). Returns the dockerd process if this call started it (the caller owns
-    it then and stops it with stop_host_dockerd), None if one was already up."""
-    if docker_socket_answers(sock):
-        return None
-    dockerd = shutil.which("dockerd")
-    if dockerd is None:
-        raise HarnessError(f"no engine on {sock} and no dockerd: apt-get install -y docker.io")
-    with open(log_path, "ab") as out:
-        proc = subprocess.Popen([dockerd, "--host", f"unix://{sock}", *extra_args],
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-
-    def up() -> bool:
-        if proc.poll() is not None:
-            raise HarnessError(f"dockerd exited with {proc.returncode}; see {log_path}:\n"
-                               f"{log_path.read_text(errors='replace')[-3000:]}")
-        return docker_socket_answers(sock)
-
-    try:
-        wait_for(up, timeout, 0.2, f"dockerd to answer on {sock}")
-    except BaseException:
-        stop_host_dockerd(proc)
-        raise
-    return proc
-
-
-def stop_host_dockerd(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
-
-
-@contextlib.contextmanager
-def host_dockerd() -> Iterator[None]:
-    """A host engine for the duration of the block; stopped after it only if this
-    block started it (someone else's engine is left alone)."""
-    proc = ensure_host_dockerd()
-    try:
-        yield
-    finally:
-        if proc is not None:
-            stop_host_dockerd(proc)
+# The host engine comes from tests.testbed.dockerd.ensure_dockerd (one implementation
+# for every tier; it also guards the host's docker0 bridge).
 
 
 # ------------------------------------------------------------------------ machines

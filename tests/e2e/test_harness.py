@@ -165,26 +165,6 @@ def test_host_docker_usable_inside(machine: Machine) -> None:
     assert py.stdout.strip() == ver
 
 
-def test_ensure_host_dockerd_starts_and_stops_its_own_engine(tmp_path: Path) -> None:
-    """The start path of ensure_host_dockerd, on a private socket and state dirs so it
-    cannot disturb the engine the other tests (and other people) use."""
-    sock = str(tmp_path / "d.sock")
-    args = ["--data-root", str(tmp_path / "data"), "--exec-root", str(tmp_path / "exec"),
-            "--pidfile", str(tmp_path / "d.pid"), "--bridge=none", "--iptables=false",
-            "--ip-masq=false"]
-    proc = harness.ensure_host_dockerd(sock=sock, extra_args=args,
-                                       log_path=tmp_path / "dockerd.log")
-    assert proc is not None
-    try:
-        assert harness.docker_socket_answers(sock)
-        # Already answering: a second call starts nothing.
-        assert harness.ensure_host_dockerd(sock=sock, extra_args=args) is None
-    finally:
-        harness.stop_host_dockerd(proc)
-    assert proc.poll() is not None
-    assert not harness.docker_socket_answers(sock)
-
-
 def test_two_machines_sequentially(e2e_root: Path, host_docker: None) -> None:
     names = []
     with Machine(e2e_root) as a:
