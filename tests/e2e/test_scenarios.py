@@ -860,3 +860,33 @@ def test_boot_finishes_while_registry_is_down(pu: Machine, registries: Any,
         reg.start()  # and the app still comes up once the registry is back
         app.wait_active(timeout=MAX_DELAY + 20)
         assert_runs_image(app, image_id)
+
+
+# ------------------------------------------------ the same, on the installed .deb package
+
+
+@pytest.fixture
+def pu_deb(leftovers: DockerLeftovers, registries: Any, stalled_proxy: Any,
+           machine: Machine) -> Machine:
+    """A booted machine with pullunit installed from the built .deb by apt (dependencies
+    from Debian's archive): what a host gets from the package."""
+    import test_deb_install as debtests
+
+    debtests.install_deb(machine, debtests._debbuild().build_deb().deb)
+    assert machine.run(["dpkg-query", "-W", "-f", "${Status}", "pullunit"]).stdout \
+        == "install ok installed"
+    return machine
+
+
+def test_deb_happy_path(pu_deb: Machine, registries: Any, leftovers: DockerLeftovers,
+                        timing: Any) -> None:
+    test_happy_path_runs_pinned_digest(pu_deb, registries, leftovers, timing)
+    # the units ran the packaged command, not a copy of the tree
+    assert pu_deb.run(["dpkg", "-S", "/usr/bin/pullunit"]).stdout.startswith("pullunit: ")
+    assert pu_deb.run(["dpkg", "-S", "/usr/lib/systemd/system-generators/pullunit-generator"]
+                      ).stdout.startswith("pullunit: ")
+
+
+def test_deb_registry_down_at_start(pu_deb: Machine, registries: Any,
+                                    leftovers: DockerLeftovers, timing: Any) -> None:
+    test_registry_down_at_start_waits_then_runs(pu_deb, registries, leftovers, timing)
