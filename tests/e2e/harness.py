@@ -77,6 +77,7 @@ MASKED_UNITS: tuple[str, ...] = ("docker.socket", "docker.service", "containerd.
 
 CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DOCKER_SOCK = "/run/docker.sock"
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class HarnessError(RuntimeError):
@@ -1018,7 +1019,7 @@ GENERATOR_WRAPPER = ("#!/usr/bin/python3\nfrom pullunit.generator import main\n"
                      "raise SystemExit(main())\n")
 
 
-def install_pullunit_from_tree(machine: Machine, tree: str | os.PathLike[str] = "/work/main",
+def install_pullunit_from_tree(machine: Machine, tree: str | os.PathLike[str] = REPO_ROOT,
                                ) -> None:
     """Lay a source tree's pullunit out in *machine* as the .deb does: the package in
     dist-packages, the top-level templates/ as the ``pullunit.templates`` package,
