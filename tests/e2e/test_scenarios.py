@@ -801,6 +801,38 @@ def test_rollback_with_registry_stopped(pu: Machine, registries: Any,
     assert app.run("NRestarts")["NRestarts"] == "0"
 
 
+def test_prefetch_service_then_restart_without_registry(pu: Machine, registries: Any,
+                                                        leftovers: DockerLeftovers) -> None:
+    """units/pullunit-prefetch.service pulls v2 without touching the running app; a later
+    restart with the registry down comes up on v2, not v1: it needed no network."""
+    for unit in ("pullunit-prefetch.service", "pullunit-prefetch.timer"):
+        pu.write_file(f"/etc/systemd/system/{unit}", (Path(TREE) / "units" / unit).read_text())
+    pu.systemctl("daemon-reload")
+    assert pu.show("pullunit-prefetch.timer", "LoadState")["LoadState"] == "loaded"
+    reg = registries().start()
+    tag = f"{reg.address}/e2e/prefetch:1.0"
+    v1_id, _ = rh.push_image(tag)
+    app = App(pu, leftovers, "prefetch", tag, image={"policy": "always"},
+              pull={"refresh_timeout": "2s"})
+    generate(pu)
+    pu.systemctl("start", app.run_unit)
+    app.wait_active()
+    v2_id, v2_digest = rh.push_image(tag)
+    pu.systemctl("start", "pullunit-prefetch.service")  # oneshot: returns when done
+    pf = pu.show("pullunit-prefetch.service", "Result", "ExecMainStatus")
+    assert (pf["Result"], pf["ExecMainStatus"]) == ("success", "0"), pf
+    assert_runs_image(app, v1_id)  # not switched
+    state = json.loads(pu.read_file(f"/var/lib/pullunit/{app.name}.json"))
+    assert state["prefetched"]["digest"] == v2_digest
+    assert "would switch" in pu.journal("pullunit-prefetch.service")
+    reg.stop()
+    pu.systemctl("restart", app.pull_unit)
+    pu.wait_for(lambda: (app.container_info() or {}).get("image") == v2_id, 20, 0.1,
+                "the app to run the prefetched v2")
+    app.wait_active()
+    assert "WARNING: running on the local image" in app.pull("StatusText")["StatusText"]
+
+
 # ------------------------------------------------------------- stop and boot semantics
 # Each of these failed before the templates got SuccessExitStatus=143 and
 # DefaultDependencies=no (found by this tier; see the templates' comments).
