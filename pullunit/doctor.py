@@ -40,28 +40,75 @@ import platform as pyplatform
 import re
 import socket
 import ssl
-import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 from .classify import FailureClass, redact
+from .dockerconf import (  # noqa: F401  (re-exported: tests and callers use pullunit.doctor)
+    DEFAULT_DAEMON_JSON,
+    LOOPBACK_CIDR,
+    PROXY_KEYS,
+    DaemonJson,
+    DaemonJsonError,
+    RegistryConfig,
+    _str_list,
+    _strip_scheme,
+    is_insecure,
+    is_loopback,
+    parse_daemon_json,
+    parse_env_file,
+    parse_environment,
+    proxy_env,
+    proxy_for,
+    registry_config_from_entries,
+    registry_config_from_info,
+    registry_host,
+    registry_port,
+)
 from .engine import ARCH, docker_host
 from .errors import PullunitError
 from .hints import HintContext, fix_for
 from .reference import DEFAULT_REGISTRY, ImageRef, ReferenceError, parse_reference
+from .regclient import (  # noqa: F401  (re-exported: tests and callers use pullunit.doctor)
+    MAX_BODY,
+    TIMEOUT,
+    Challenge,
+    Endpoint,
+    Response,
+    WatchdogTimeout,
+    _connect,
+    _request_with_body,
+    describe_oserror,
+    human_bytes,
+    is_plain_http_error,
+    load_certs_dir,
+    parse_www_authenticate,
+    pick_challenge,
+    registry_errors,
+    request,
+    resolve,
+    token_url,
+    with_timeout,
+)
+from .x509info import (  # noqa: F401  (re-exported: tests and callers use pullunit.doctor)
+    CertInfo,
+    _children,
+    _der,
+    _der_time,
+    _name_cn,
+    cert_info,
+    describe_cert,
+)
 
 log = logging.getLogger("pullunit")
 
-TIMEOUT = 3.0  # seconds, for each network operation (connect, handshake, each read)
 DEFAULT_CERTS_D = Path("/etc/docker/certs.d")
-DEFAULT_DAEMON_JSON = Path("/etc/docker/daemon.json")
 HUB_API_HOST = "registry-1.docker.io"  # where dockerd sends docker.io requests
-MAX_BODY = 4 * 2**20  # manifests and image configs are small; refuse to read more
 MANIFEST_TYPES = (
     "application/vnd.oci.image.index.v1+json",
     "application/vnd.docker.distribution.manifest.list.v2+json",
@@ -141,276 +188,6 @@ def failed(checks: Iterable[Check]) -> bool:
 
 # =======================================================================================
 # Pure logic
-
-
-@dataclass(frozen=True)
-class Challenge:
-    scheme: str  # lower case: "bearer", "basic"
-    params: dict[str, str]
-
-
-_CHALLENGE = re.compile(r"\s*([A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]*)(?:\s+(.*))?$", re.S)
-_PARAM = re.compile(r'\s*([A-Za-z0-9!#$%&\'*+.^_`|~-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))'
-                    r"\s*(?:,|$)")
-
-
-def parse_www_authenticate(value: str) -> Challenge | None:
-    """The first challenge of a WWW-Authenticate header (RFC 7235 auth-params, quoted
-    strings with backslash escapes). Registries send one: Basic or Bearer."""
-    m = _CHALLENGE.match(value or "")
-    if not m:
-        return None
-    rest = m.group(2) or ""
-    params: dict[str, str] = {}
-    pos = 0
-    while pos < len(rest):
-        p = _PARAM.match(rest, pos)
-        if not p or p.end() == pos:
-            break
-        raw = p.group(2)
-        params[p.group(1).lower()] = (re.sub(r"\\(.)", r"\1", raw) if raw is not None
-                                      else p.group(3))
-        pos = p.end()
-    return Challenge(m.group(1).lower(), params)
-
-
-def pick_challenge(headers: Sequence[str]) -> Challenge | None:
-    """Bearer over Basic when a registry offers both (dockerd prefers the token flow)."""
-    parsed = [c for c in map(parse_www_authenticate, headers) if c is not None]
-    for c in parsed:
-        if c.scheme == "bearer":
-            return c
-    return parsed[0] if parsed else None
-
-
-def token_url(challenge: Challenge, remote_path: str) -> str | None:
-    """The token request for a pull of remote_path, from a Bearer challenge."""
-    realm = challenge.params.get("realm")
-    if not realm:
-        return None
-    query = [("scope", f"repository:{remote_path}:pull")]
-    if challenge.params.get("service"):
-        query.insert(0, ("service", challenge.params["service"]))
-    sep = "&" if urllib.parse.urlsplit(realm).query else "?"
-    return realm + sep + urllib.parse.urlencode(query)
-
-
-class DaemonJsonError(ValueError):
-    pass
-
-
-@dataclass(frozen=True)
-class DaemonJson:
-    mirrors: tuple[str, ...] = ()
-    insecure: tuple[str, ...] = ()
-    proxies: tuple[tuple[str, str], ...] = ()  # (http-proxy|https-proxy|no-proxy, value)
-    dns: tuple[str, ...] = ()
-
-
-def _str_list(data: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
-    value = data.get(key, [])
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise DaemonJsonError(f"{where}: {key!r} must be a list of strings")
-    return tuple(value)
-
-
-def parse_daemon_json(text: str, where: str = str(DEFAULT_DAEMON_JSON)) -> DaemonJson:
-    """The parts of daemon.json that decide how dockerd reaches a registry."""
-    try:
-        data = json.loads(text) if text.strip() else {}
-    except ValueError as e:
-        raise DaemonJsonError(f"{where}: not valid JSON ({e}); dockerd will not start "
-                              "with it") from e
-    if not isinstance(data, dict):
-        raise DaemonJsonError(f"{where}: expected a JSON object")
-    proxies = data.get("proxies", {})
-    if not isinstance(proxies, dict) or not all(isinstance(v, str) for v in proxies.values()):
-        raise DaemonJsonError(f"{where}: 'proxies' must be an object of strings")
-    return DaemonJson(mirrors=_str_list(data, "registry-mirrors", where),
-                      insecure=_str_list(data, "insecure-registries", where),
-                      proxies=tuple(sorted(proxies.items())), dns=_str_list(data, "dns", where))
-
-
-_Net = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-@dataclass(frozen=True)
-class RegistryConfig:
-    """dockerd's view of which registries are insecure (its RegistryConfig)."""
-
-    cidrs: tuple[_Net, ...]
-    index: tuple[tuple[str, bool], ...]  # (name, secure)
-    mirrors: tuple[str, ...] = ()
-
-    def secure_of(self, name: str) -> bool | None:
-        for n, secure in self.index:
-            if n == name:
-                return secure
-        return None
-
-
-LOOPBACK_CIDR = ipaddress.ip_network("127.0.0.0/8")
-
-
-def _strip_scheme(entry: str) -> str:
-    low = entry.lower()
-    for scheme in ("http://", "https://"):
-        if low.startswith(scheme):
-            return entry[len(scheme):].rstrip("/")
-    return entry.rstrip("/")
-
-
-def registry_config_from_entries(insecure: Iterable[str],
-                                 mirrors: Iterable[str] = ()) -> RegistryConfig:
-    """What dockerd derives from insecure-registries: CIDRs, plus names marked insecure;
-    127.0.0.0/8 always (dockerd adds it so a local registry needs no TLS)."""
-    cidrs: list[_Net] = [LOOPBACK_CIDR]
-    index: list[tuple[str, bool]] = [(DEFAULT_REGISTRY, True)]
-    for raw in insecure:
-        entry = _strip_scheme(raw.strip())
-        try:
-            net = ipaddress.ip_network(entry, strict=False) if "/" in entry else None
-        except ValueError:
-            net = None
-        if net is not None:
-            if net not in cidrs:
-                cidrs.append(net)
-        else:
-            index.append((entry, False))
-    return RegistryConfig(tuple(cidrs), tuple(index), tuple(mirrors))
-
-
-def registry_config_from_info(info: Mapping[str, Any]) -> RegistryConfig | None:
-    """The running daemon's RegistryConfig from GET /info."""
-    rc = info.get("RegistryConfig")
-    if not isinstance(rc, dict):
-        return None
-    cidrs: list[_Net] = []
-    for c in rc.get("InsecureRegistryCIDRs") or []:
-        with contextlib.suppress(ValueError, TypeError):
-            cidrs.append(ipaddress.ip_network(str(c), strict=False))
-    index = tuple((str(name), bool((cfg or {}).get("Secure", True)))
-                  for name, cfg in (rc.get("IndexConfigs") or {}).items())
-    return RegistryConfig(tuple(cidrs), index, tuple(str(m) for m in rc.get("Mirrors") or []))
-
-
-def is_insecure(registry: str, addresses: Iterable[str], config: RegistryConfig) -> bool:
-    """dockerd's isSecureIndex, negated: an index entry decides; otherwise insecure when
-    any address the host resolves to (or the literal IP) is in an insecure CIDR."""
-    secure = config.secure_of(registry)
-    if secure is not None:
-        return not secure
-    ips: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
-    for a in [*addresses, registry_host(registry)]:
-        with contextlib.suppress(ValueError):
-            ips.append(ipaddress.ip_address(a.split("%")[0]))
-    return any(ip in net for ip in ips for net in config.cidrs if ip.version == net.version)
-
-
-def registry_host(registry: str) -> str:
-    """host of host[:port] (brackets of an IPv6 literal removed)."""
-    if registry.startswith("["):
-        return registry[1:registry.index("]")]
-    return registry.rsplit(":", 1)[0] if ":" in registry else registry
-
-
-def registry_port(registry: str) -> int | None:
-    tail = registry.rsplit("]", 1)[-1]
-    if ":" in tail:
-        with contextlib.suppress(ValueError):
-            return int(tail.rsplit(":", 1)[1])
-    return None
-
-
-def is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def proxy_for(scheme: str, host: str, port: int, env: Mapping[str, str]) -> str | None:
-    """The proxy a Go program (dockerd) would use for scheme://host:port, given its
-    environment: golang.org/x/net/http/httpproxy rules, NO_PROXY included."""
-    key = "HTTPS_PROXY" if scheme == "https" else "HTTP_PROXY"
-    proxy = env.get(key) or env.get(key.lower())
-    if not proxy:
-        return None
-    host = host.lower().strip("[]")
-    if host == "localhost" or is_loopback(host):
-        return None
-    no_proxy = env.get("NO_PROXY") or env.get("no_proxy") or ""
-    try:
-        ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
-    except ValueError:
-        ip = None
-    for raw in no_proxy.split(","):
-        entry = raw.strip().lower()
-        if not entry:
-            continue
-        if entry == "*":
-            return None
-        with contextlib.suppress(ValueError):
-            net = ipaddress.ip_network(entry, strict=False)
-            if ip is not None and ip.version == net.version and ip in net:
-                return None
-            continue
-        name, want_port = entry, ""
-        if entry.startswith("[") and "]" in entry:  # [v6]:port
-            name, _, rest = entry[1:].partition("]")
-            want_port = rest.lstrip(":")
-        elif entry.count(":") == 1:
-            name, _, want_port = entry.partition(":")
-        if name.startswith("*."):
-            name = name[1:]
-        match_host = not name.startswith(".")
-        suffix = name if name.startswith(".") else "." + name
-        if (host.endswith(suffix) or (match_host and host == name)) and (
-                not want_port or want_port == str(port)):
-            return None
-    return proxy
-
-
-def parse_environment(entries: Iterable[str | bytes]) -> dict[str, str]:
-    """systemd's Environment= list (b"KEY=value" items) as a dict."""
-    env: dict[str, str] = {}
-    for e in entries:
-        text = e.decode(errors="replace") if isinstance(e, bytes) else e
-        k, sep, v = text.partition("=")
-        if sep:
-            env[k] = v
-    return env
-
-
-def parse_env_file(text: str) -> dict[str, str]:
-    """An EnvironmentFile= (KEY=value lines, # comments, optional quotes)."""
-    env: dict[str, str] = {}
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line[0] in "#;":
-            continue
-        k, sep, v = line.partition("=")
-        if sep:
-            v = v.strip()
-            if len(v) >= 2 and v[0] == v[-1] and v[0] in "'\"":
-                v = v[1:-1]
-            env[k.strip()] = v
-    return env
-
-
-PROXY_KEYS = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
-
-
-def proxy_env(env: Mapping[str, str]) -> dict[str, str]:
-    """Only the proxy variables (upper case wins, as in Go)."""
-    out = {}
-    for k in PROXY_KEYS:
-        v = env.get(k) or env.get(k.lower())
-        if v:
-            out[k] = v
-    return out
 
 
 @dataclass(frozen=True)
@@ -514,132 +291,6 @@ def disk_status(free: int, total: int, ifree: int, itotal: int) -> Status:
     return Status.PASS
 
 
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError  # pragma: no cover
-
-
-def registry_errors(body: bytes) -> list[str]:
-    """The error codes of a registry error body ({"errors": [{"code": ...}]})."""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return []
-    errs = data.get("errors") if isinstance(data, dict) else None
-    if not isinstance(errs, list):
-        return []
-    return [str(e.get("code")) for e in errs if isinstance(e, dict) and e.get("code")]
-
-
-# --- X.509, just enough DER to describe a certificate we may not trust ---
-
-
-@dataclass(frozen=True)
-class CertInfo:
-    subject: str
-    issuer: str
-    not_before: datetime | None
-    not_after: datetime | None
-    names: tuple[str, ...]  # subjectAltName DNS names and IP addresses
-
-    @property
-    def self_signed(self) -> bool:
-        return bool(self.subject) and self.subject == self.issuer
-
-
-def _der(data: bytes, pos: int) -> tuple[int, int, int]:
-    """(tag, content start, content end) of the DER element at pos."""
-    tag, length = data[pos], data[pos + 1]
-    pos += 2
-    if length & 0x80:
-        n = length & 0x7F
-        length = int.from_bytes(data[pos:pos + n], "big")
-        pos += n
-    if pos + length > len(data):
-        raise ValueError("truncated DER")
-    return tag, pos, pos + length
-
-
-def _children(data: bytes, start: int, end: int) -> Iterator[tuple[int, int, int]]:
-    while start < end:
-        tag, s, e = _der(data, start)
-        yield tag, s, e
-        start = e
-
-
-_CN = bytes([0x55, 0x04, 0x03])  # 2.5.4.3 commonName
-_SAN = bytes([0x55, 0x1D, 0x11])  # 2.5.29.17 subjectAltName
-
-
-def _name_cn(data: bytes, start: int, end: int) -> str:
-    for _, rs, re_ in _children(data, start, end):  # SET of AttributeTypeAndValue
-        for _, as_, ae in _children(data, rs, re_):
-            items = list(_children(data, as_, ae))
-            if len(items) == 2 and data[items[0][1]:items[0][2]] == _CN:
-                return data[items[1][1]:items[1][2]].decode(errors="replace")
-    return ""
-
-
-def _der_time(tag: int, raw: bytes) -> datetime | None:
-    text = raw.decode("ascii", errors="replace").rstrip("Z")
-    try:
-        if tag == 0x17:  # UTCTime YYMMDDHHMM[SS]
-            fmt = "%y%m%d%H%M%S" if len(text) >= 12 else "%y%m%d%H%M"
-        else:  # GeneralizedTime
-            fmt = "%Y%m%d%H%M%S"
-            text = text.split(".")[0]
-        return datetime.strptime(text, fmt).replace(tzinfo=UTC)
-    except ValueError:
-        return None
-
-
-def cert_info(der: bytes) -> CertInfo:
-    """Subject and issuer CN, validity and SANs of a DER certificate."""
-    _, cs, _ = _der(der, 0)
-    _, ts, te = _der(der, cs)  # tbsCertificate
-    fields = list(_children(der, ts, te))
-    if fields and fields[0][0] == 0xA0:  # [0] version
-        fields = fields[1:]
-    # serial, signature, issuer, validity, subject, subjectPublicKeyInfo, [1], [2], [3]
-    issuer = _name_cn(der, fields[2][1], fields[2][2])
-    times = list(_children(der, fields[3][1], fields[3][2]))
-    not_before = _der_time(times[0][0], der[times[0][1]:times[0][2]])
-    not_after = _der_time(times[1][0], der[times[1][1]:times[1][2]])
-    subject = _name_cn(der, fields[4][1], fields[4][2])
-    names: list[str] = []
-    for tag, s, _ in fields[6:]:
-        if tag != 0xA3:
-            continue
-        _, es, ee = _der(der, s)
-        for _, xs, xe in _children(der, es, ee):
-            parts = list(_children(der, xs, xe))
-            if der[parts[0][1]:parts[0][2]] != _SAN:
-                continue
-            _, os_, _ = parts[-1]  # OCTET STRING holding GeneralNames
-            _, gs, ge = _der(der, os_)
-            for gtag, vs, ve in _children(der, gs, ge):
-                if gtag == 0x82:
-                    names.append(der[vs:ve].decode(errors="replace"))
-                elif gtag == 0x87:
-                    with contextlib.suppress(ValueError):
-                        names.append(str(ipaddress.ip_address(der[vs:ve])))
-    return CertInfo(subject, issuer, not_before, not_after, tuple(names))
-
-
-def describe_cert(info: CertInfo, now: datetime) -> str:
-    names = ", ".join(info.names[:4]) or f"CN={info.subject}"
-    text = f"certificate for {names}"
-    text += " (self-signed)" if info.self_signed else f", issued by {info.issuer or '?'}"
-    if info.not_after is not None:
-        days = (info.not_after - now).total_seconds() / 86400
-        when = info.not_after.strftime("%Y-%m-%d")
-        text += f", expired {when}" if days < 0 else f", expires {when} ({days:.0f} days)"
-    return text
-
-
 CERT_WARN_DAYS = 14
 
 
@@ -647,163 +298,6 @@ CERT_WARN_DAYS = 14
 # Small I/O helpers
 
 T = TypeVar("T")
-
-
-class WatchdogTimeout(TimeoutError):
-    """A call without a timeout of its own took too long (see with_timeout)."""
-
-
-def with_timeout(fn: Callable[[], T], seconds: float, what: str) -> T:
-    """Run fn on a daemon thread and give up after `seconds`: for calls that have no
-    timeout of their own (getaddrinfo, D-Bus, credential helpers). A call that never
-    returns leaves a thread behind, which dies with the process."""
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = fn()
-        except BaseException as e:  # handed to the caller
-            box["error"] = e
-
-    t = threading.Thread(target=target, name=f"doctor-{what}", daemon=True)
-    t.start()
-    t.join(seconds)
-    if t.is_alive():
-        raise WatchdogTimeout(f"{what} did not finish within {seconds:.0f} s")
-    if "error" in box:
-        raise box["error"]
-    value: T = box["value"]
-    return value
-
-
-def resolve(host: str, port: int, timeout: float) -> list[tuple[Any, ...]]:
-    """getaddrinfo under a watchdog: (family, sockaddr) pairs, IPv4 first like Go."""
-    infos = with_timeout(lambda: socket.getaddrinfo(host, port, type=socket.SOCK_STREAM),
-                         timeout, f"lookup of {host}")
-    seen: list[tuple[Any, ...]] = []
-    for family, _, _, _, sockaddr in sorted(infos, key=lambda i: i[0] != socket.AF_INET):
-        if (family, sockaddr) not in seen:
-            seen.append((family, sockaddr))
-    return seen
-
-
-@dataclass
-class Response:
-    status: int
-    reason: str
-    headers: http.client.HTTPMessage
-    body: bytes
-    sent: float  # wall clock
-    received: float
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """Where requests go: scheme, the resolved address, and the name for Host/SNI."""
-
-    scheme: str
-    host: str  # name as written (Host header, SNI, certificate check)
-    port: int
-    sockaddr: tuple[Any, ...]
-    family: int
-    context: ssl.SSLContext | None = None
-
-    @property
-    def base(self) -> str:
-        h = f"[{self.host}]" if ":" in self.host else self.host
-        default = 443 if self.scheme == "https" else 80
-        return f"{self.scheme}://{h}" + ("" if self.port == default else f":{self.port}")
-
-
-def _connect(ep: Endpoint, timeout: float) -> socket.socket:
-    sock = socket.socket(ep.family, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
-    try:
-        sock.connect(ep.sockaddr)
-        if ep.scheme == "https":
-            assert ep.context is not None
-            return ep.context.wrap_socket(sock, server_hostname=ep.host)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def request(ep: Endpoint, method: str, path: str, headers: Mapping[str, str],
-            timeout: float, limit: int = MAX_BODY) -> Response:
-    """One HTTP request on a fresh connection to ep; the body is read within `timeout`
-    per read and 3 x `timeout` in all, and at most `limit` bytes of it."""
-    conn: http.client.HTTPConnection
-    if ep.scheme == "https":
-        conn = http.client.HTTPSConnection(ep.host, ep.port, timeout=timeout, context=ep.context)
-    else:
-        conn = http.client.HTTPConnection(ep.host, ep.port, timeout=timeout)
-    sent = time.time()
-    deadline = time.monotonic() + 3 * timeout
-    try:
-        conn.sock = _connect(ep, timeout)
-        conn.request(method, path, headers={"User-Agent": "pullunit-doctor", **headers})
-        resp = conn.getresponse()
-        received = time.time()
-        chunks: list[bytes] = []
-        size = 0
-        while method != "HEAD":
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the response body took more than {3 * timeout:.0f} s")
-            chunk = resp.read1(65536)
-            if not chunk:
-                break
-            size += len(chunk)
-            if size > limit:
-                raise ValueError(f"response larger than {human_bytes(limit)}")
-            chunks.append(chunk)
-        return Response(resp.status, resp.reason, resp.headers, b"".join(chunks), sent,
-                        received)
-    finally:
-        conn.close()
-
-
-def describe_oserror(e: BaseException) -> str:
-    """Short, dockerd-like text for a socket-level failure."""
-    if isinstance(e, WatchdogTimeout):
-        return str(e)
-    if isinstance(e, TimeoutError | socket.timeout):
-        return "timed out"
-    if isinstance(e, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(e, ConnectionResetError):
-        return "connection reset by peer"
-    if isinstance(e, OSError) and e.strerror:
-        return e.strerror[:1].lower() + e.strerror[1:]
-    return str(e) or type(e).__name__
-
-
-def load_certs_dir(ctx: ssl.SSLContext, directory: Path) -> list[str]:
-    """Load certs.d/HOST the way dockerd does: *.crt are CAs, X.cert + X.key a client
-    certificate. Returns the files used."""
-    used: list[str] = []
-    if not directory.is_dir():
-        return used
-    for f in sorted(directory.iterdir()):
-        if f.suffix == ".crt":
-            ctx.load_verify_locations(cafile=str(f))
-            used.append(f.name)
-        elif f.suffix == ".cert":
-            key = f.with_suffix(".key")
-            if key.exists():
-                ctx.load_cert_chain(str(f), str(key))
-                used.append(f.name)
-    return used
-
-
-def is_plain_http_error(e: ssl.SSLError) -> bool:
-    text = str(e).lower()
-    return any(s in text for s in ("wrong version number", "record layer failure",
-                                   "http request", "unknown protocol", "packet length too long"))
-
-
-# =======================================================================================
-# The checks
 
 
 @dataclass
@@ -1708,25 +1202,6 @@ _MEDIA_NAMES = {
     "application/vnd.oci.image.manifest.v1+json": "OCI image manifest",
     "application/vnd.docker.distribution.manifest.v1+prettyjws": "schema 1 manifest",
 }
-
-
-def _request_with_body(ep: Endpoint, method: str, path: str, headers: dict[str, str],
-                       body: str, timeout: float) -> Response:
-    conn: http.client.HTTPConnection
-    if ep.scheme == "https":
-        conn = http.client.HTTPSConnection(ep.host, ep.port, timeout=timeout, context=ep.context)
-    else:
-        conn = http.client.HTTPConnection(ep.host, ep.port, timeout=timeout)
-    sent = time.time()
-    try:
-        conn.sock = _connect(ep, timeout)
-        conn.request(method, path, body=body.encode(),
-                     headers={"User-Agent": "pullunit-doctor", **headers})
-        resp = conn.getresponse()
-        data = resp.read(MAX_BODY)
-        return Response(resp.status, resp.reason, resp.headers, data, sent, time.time())
-    finally:
-        conn.close()
 
 
 def _docker_service_env() -> tuple[dict[str, str] | None, list[str]]:
