@@ -7,7 +7,6 @@ The path of a pull: commands.pull -> Puller.run -> dockerapi (engine) -> classif
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import os
@@ -163,27 +162,18 @@ class Puller:
                     log.warning("cannot load the archive of %s: %s", entry.reference, e)
             if img is not None:
                 try:
-                    return self._accept_fallback(img)
+                    return self._accept(img, fallback=True)
                 except PullFailed as e:
                     log.warning("not falling back to %s: %s", entry.reference, e)
         if self.app.image.policy is Policy.ALWAYS:
             tagged = self._find_local()
             if tagged is not None:
                 try:
-                    return self._accept_fallback(tagged)
+                    return self._accept(tagged, fallback=True)
                 except PullFailed as e:
                     log.warning("not falling back to the local %s: %s", self.ref, e)
         return None
 
-    def _accept_fallback(self, image: LocalImage) -> LocalImage:
-        # A pinned digest must not reject an older good image we fall back to on purpose.
-        saved, self.ref = self.ref, dataclasses.replace(self.ref, digest=None)
-        try:
-            return self._accept(image)
-        finally:
-            self.ref = saved
-
-    # -- pieces -----------------------------------------------------------------------
     def _api(self) -> Any:
         """docker-py, imported on first use: a warm start never needs it."""
         if self.api is None:
@@ -264,9 +254,12 @@ class Puller:
                         "is not present")
         return image
 
-    def _accept(self, image: LocalImage) -> LocalImage:
-        """The checks that make an image good to run: digest, platform, verify command."""
-        if self.ref.digest and image.digest_for(self.ref) != self.ref.digest:
+    def _accept(self, image: LocalImage, *, fallback: bool = False) -> LocalImage:
+        """The checks that make an image good to run: digest, platform, verify command.
+        A fallback is an older good image chosen on purpose: a pinned digest does not
+        reject it."""
+        if (not fallback and self.ref.digest
+                and image.digest_for(self.ref) != self.ref.digest):
             raise fail(FailureClass.DIGEST_MISMATCH,
                         f"image has digest {image.digest_for(self.ref)}, pinned "
                         f"{self.ref.digest}")
