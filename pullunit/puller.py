@@ -337,9 +337,9 @@ class Puller:
 
     def _report(self, failure: Failure) -> None:
         """One log line per failure: class, the daemon's words, and the fix."""
-        log.error("%s (%s): %s", "pull failed" if self.attempts else "cannot pull",
-                  failure.cls, failure.message)
-        log.info("fix: %s", fix_for(failure.cls, self._hint_context(failure.cls)))
+        log.error("%s (%s): %s; fix: %s", "pull failed" if self.attempts else "cannot pull",
+                  failure.cls, failure.message,
+                  fix_for(failure.cls, self._hint_context(failure.cls)))
         self.state = state.record_failure(self.state, str(failure.cls), failure.message,
                                           int(failure.exit_code))
         try:

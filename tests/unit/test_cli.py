@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import stat
 import subprocess
 import sys
@@ -180,3 +181,20 @@ def test_generate_does_not_import_docker(config_dir: Path, output_dir: Path,
                            str(config_dir), "--output-dir", str(output_dir)],
                           env=cli_env(), capture_output=True, text=True, timeout=60)
     assert proc.stdout == "0 True []\n", proc.stderr
+
+
+@pytest.mark.parametrize("flag", ["--reload", "--enable", "--start"])
+def test_systemd_actions_need_systemd_as_pid_1(config_dir: Path, output_dir: Path,
+                                               write_app: Callable[..., Path],
+                                               flag: str) -> None:
+    """This machine has no systemd PID 1: the units are written, then a clear error
+    (exit 69), no traceback. (The e2e tier runs these flags under real systemd.)"""
+    if os.path.isdir("/run/systemd/system"):
+        pytest.skip("systemd is PID 1 here; the e2e tier covers this path")
+    write_app("web")
+    p = run_cli("generate", "--config-dir", str(config_dir), "--output-dir",
+                str(output_dir), flag)
+    assert p.returncode == 69, p.stderr
+    assert "systemd is not running as PID 1" in p.stderr
+    assert_no_traceback(p.stderr)
+    assert (output_dir / "web.service").exists()
