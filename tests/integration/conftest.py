@@ -332,3 +332,20 @@ def make_nginx() -> Iterator[Callable[..., tb.NginxProxy]]:
     yield make
     for n in made:
         _close(n)
+
+
+# ------------------------------------------------------- the pullunit CLI in a sandbox
+
+
+@pytest.fixture
+def client(docker_client: Any) -> Any:
+    """The main engine's docker.DockerClient (short name for the pullunit tests)."""
+    return docker_client
+
+
+@pytest.fixture
+def bed(tmp_path: Path) -> Any:
+    """pullbed.Bed: a config dir, state dirs and a HOME without credentials, and the CLI."""
+    from pullbed import Bed
+
+    return Bed(tmp_path)

@@ -19,16 +19,6 @@ from tests.testbed.registry import Registry
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def client(docker_client: Any) -> Any:
-    return docker_client
-
-
-@pytest.fixture
-def bed(tmp_path: Path) -> Bed:
-    return Bed(tmp_path)
-
-
 def run(bed: Bed, *args: str) -> subprocess.CompletedProcess[str]:
     p = subprocess.run(bed.cmd(*args), capture_output=True, text=True, env=bed.env,
                        timeout=120)

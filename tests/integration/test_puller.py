@@ -28,16 +28,6 @@ pytestmark = pytest.mark.integration
 
 
 
-@pytest.fixture
-def client(docker_client: Any) -> Any:
-    return docker_client
-
-
-@pytest.fixture
-def bed(tmp_path: Path) -> Bed:
-    return Bed(tmp_path)
-
-
 # --- success paths ------------------------------------------------------------------------
 
 def test_cold_pull_writes_the_exact_digest(client: Any, registry: Registry, bed: Bed) -> None:
