@@ -5,23 +5,23 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 from pathlib import Path
 
 
-def atomic_write(path: Path, data: str | bytes, mode: int = 0o644) -> None:
+def atomic_write(path: Path, data: str | bytes, mode: int = 0o644, *, durable: bool = True) -> None:
     raw = data.encode() if isinstance(data, str) else data
     path.parent.mkdir(parents=True, exist_ok=True)
     # O_EXCL on a random name instead of tempfile: this is on every warm start, and
     # tempfile's imports (shutil, bz2, lzma ...) cost more than the write itself.
-    tmp = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.new")
+    tmp = str(path.parent / f".{path.name}.{os.urandom(6).hex()}.new")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(raw)
             f.flush()
             os.fchmod(f.fileno(), mode)
-            os.fsync(f.fileno())
+            if durable:  # not for files rebuilt from scratch at every boot
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -29,7 +29,7 @@ def atomic_write(path: Path, data: str | bytes, mode: int = 0o644) -> None:
         raise
 
 
-def write_if_changed(path: Path, text: str, mode: int = 0o644) -> bool:
+def write_if_changed(path: Path, text: str, mode: int = 0o644, *, durable: bool = True) -> bool:
     """Write only when content or mode differ, so unchanged units keep their mtime."""
     try:
         st = path.stat()
@@ -37,5 +37,5 @@ def write_if_changed(path: Path, text: str, mode: int = 0o644) -> bool:
             return False
     except (FileNotFoundError, UnicodeDecodeError):
         pass
-    atomic_write(path, text, mode)
+    atomic_write(path, text, mode, durable=durable)
     return True

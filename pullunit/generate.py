@@ -5,7 +5,6 @@ nothing of anyone else's."""
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -16,8 +15,6 @@ from .config import AppConfig, app_files, load_app
 from .errors import ConfigError, ExitCode, PullunitError
 from .fsutil import write_if_changed
 from .render import UnitFile, make_environment, render_app
-
-log = logging.getLogger("pullunit")
 
 
 @dataclass
@@ -118,7 +115,7 @@ def prune(output_dir: Path, keep: set[str], result: Result, dry_run: bool) -> No
 
 
 def generate(config_dir: Path, output_dir: Path, *, selected: list[Path] | None = None,
-             executable: str | None = None, dry_run: bool = False,
+             executable: str | None = None, dry_run: bool = False, durable: bool = True,
              out: list[UnitFile] | None = None) -> Result:
     """Write units for `selected` files (or every app). Pruning happens only for a full run,
     so `pullunit generate web` never removes another app's units."""
@@ -142,7 +139,7 @@ def generate(config_dir: Path, output_dir: Path, *, selected: list[Path] | None 
                 continue
             target = output_dir / unit.name
             try:
-                changed = write_if_changed(target, unit.text)
+                changed = write_if_changed(target, unit.text, durable=durable)
             except OSError as e:
                 raise PullunitError(f"Cannot write {target}: {e.strerror}", ExitCode.IOERR) from e
             (result.written if changed else result.unchanged).append(target)

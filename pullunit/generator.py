@@ -51,7 +51,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     normal_dir = Path(args[0])
     config_dir = config_dir_from_env(None)
     try:
-        result = generate(config_dir, normal_dir)
+        # systemd hands generators a fresh directory on every boot and reload: fsync
+        # would make every daemon-reload wait on the disk for files nobody keeps.
+        result = generate(config_dir, normal_dir, durable=False)
         for app in result.apps:
             _enable(normal_dir, app.run_unit, app.unit.wanted_by)
     except PullunitError as e:

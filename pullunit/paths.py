@@ -4,7 +4,6 @@ state; the defaults follow the FHS and systemd conventions."""
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -43,5 +42,7 @@ def pullunit_executable() -> str:
     if argv0.name == "pullunit" and argv0.exists():
         return str(argv0.resolve().parent / "pullunit") if argv0.is_absolute() else str(
             argv0.absolute())
+    import shutil  # not at import time: the generator's start-up path avoids it
+
     found = shutil.which("pullunit")
     return os.path.abspath(found) if found else "/usr/bin/pullunit"
