@@ -22,6 +22,7 @@ import json
 import os
 import re
 import secrets
+import textwrap
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -922,3 +923,37 @@ def test_deb_happy_path(pu_deb: Machine, registries: Any, leftovers: DockerLefto
 def test_deb_registry_down_at_start(pu_deb: Machine, registries: Any,
                                     leftovers: DockerLeftovers, timing: Any) -> None:
     test_registry_down_at_start_waits_then_runs(pu_deb, registries, leftovers, timing)
+
+
+def test_doctor_reads_docker_service_proxies_over_dbus(pu: Machine, registries: Any) -> None:
+    """doctor's `proxy` check asks systemd (pystemd, D-Bus) for docker.service's
+    Environment= and EnvironmentFile=, warns that the running daemon differs, and never
+    prints the proxy password."""
+    reg = registries().start()
+    ref = f"{reg.address}/e2e/doctor:1.0"
+    rh.push_image(ref)
+
+    def proxy_check() -> dict[str, Any]:
+        r = pu.run(["pullunit", "doctor", ref, "--json"], check=False, timeout=60)
+        assert "Traceback" not in r.stderr and "pr0xy-s3cret" not in r.stdout + r.stderr
+        (target,) = json.loads(r.stdout)
+        (check,) = [c for c in target["checks"] if c["check"] == "proxy"]
+        return dict(check)
+
+    masked = proxy_check()  # the harness masks docker.service
+    assert masked["status"] == "skip" and "masked" in masked["detail"], masked
+
+    pu.run(["rm", "-f", "/etc/systemd/system/docker.service"])
+    pu.write_file("/etc/default/docker-proxy", "HTTP_PROXY=http://proxy.invalid:3128\n")
+    pu.write_file("/etc/systemd/system/docker.service", textwrap.dedent("""\
+        [Service]
+        ExecStart=/bin/true
+        Environment="HTTPS_PROXY=http://bob:pr0xy-s3cret@proxy.invalid:3128" NO_PROXY=example.org
+        EnvironmentFile=/etc/default/docker-proxy
+        """))
+    pu.systemctl("daemon-reload")
+    check = proxy_check()
+    assert check["status"] == "warn", check
+    assert "HTTPS_PROXY=" in check["detail"] and "proxy.invalid:3128" in check["detail"]
+    assert "/etc/default/docker-proxy" in check["detail"]
+    assert "differ" in check["detail"] and "restart docker" in check["hint"]
