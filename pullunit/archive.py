@@ -68,10 +68,3 @@ def prune(app: str, keep_ids: set[str]) -> list[Path]:
                 p.unlink()
                 removed.append(p)
     return removed
-
-
-def available(app: str) -> list[str]:
-    with contextlib.suppress(FileNotFoundError):
-        return ["sha256:" + p.name.removesuffix(".tar.gz")
-                for p in archive_dir(app).glob("*.tar.gz")]
-    return []

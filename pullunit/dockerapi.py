@@ -25,7 +25,7 @@ import docker.errors
 import requests
 
 from .classify import FailureClass, PullFailed, classify, fail
-from .engine import ARCH, LocalImage, docker_host
+from .engine import LocalImage, docker_host, platform_of
 from .errors import ExitCode, PullunitError
 from .reference import ImageRef
 
@@ -76,8 +76,7 @@ class SdkEngine:
             v = self.api.version()
         except Exception as e:
             raise from_exception(e) from e
-        arch = str(v.get("Arch", ""))
-        return f"{v.get('Os', 'linux')}/{ARCH.get(arch, arch)}"
+        return platform_of(v)
 
 
 # ---------------------------------------------------------------------------------------

@@ -82,7 +82,6 @@ from .regclient import (  # noqa: F401  (re-exported: tests and callers use pull
     Response,
     WatchdogTimeout,
     _connect,
-    _request_with_body,
     describe_oserror,
     human_bytes,
     is_plain_http_error,
@@ -1032,10 +1031,8 @@ class _Doctor:
                     ctx = ssl.create_default_context()
                 ep = Endpoint(scheme, host, port, sockaddr, family, ctx)
             hdrs = dict(headers)
-            if body is not None:
-                r = _request_with_body(ep, method, path, hdrs, body, self.opt.timeout)
-            else:
-                r = request(ep, method, path, hdrs, self.opt.timeout)
+            r = request(ep, method, path, hdrs, self.opt.timeout,
+                        body=None if body is None else body.encode())
             if r.status in (301, 302, 303, 307, 308) and r.headers.get("Location"):
                 nxt = urllib.parse.urljoin(f"{ep.base}{path}", r.headers["Location"])
                 n = urllib.parse.urlsplit(nxt)

@@ -147,8 +147,13 @@ class LiteEngine:
         status, v = self._get("/version")
         if status != 200 or not isinstance(v, dict):
             raise EngineUnavailable(f"version: HTTP {status}")
-        arch = str(v.get("Arch", ""))
-        return f"{v.get('Os', 'linux')}/{ARCH.get(arch, arch)}"
+        return platform_of(v)
+
+
+def platform_of(version: dict[str, Any]) -> str:
+    """OS/ARCH (Go names, as images use them) from the engine's GET /version."""
+    arch = str(version.get("Arch", ""))
+    return f"{version.get('Os', 'linux')}/{ARCH.get(arch, arch)}"
 
 
 def find_local(engine: Any, ref: ImageRef) -> LocalImage | None:

@@ -29,6 +29,3 @@ class Notifier:
     def ready(self, status: str) -> None:
         self._last = status
         self._send(f"READY=1\nSTATUS={status.replace(chr(10), ' ')}")
-
-    def stopping(self) -> None:
-        self._send("STOPPING=1")

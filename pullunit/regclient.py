@@ -167,7 +167,7 @@ def _connect(ep: Endpoint, timeout: float) -> socket.socket:
 
 
 def request(ep: Endpoint, method: str, path: str, headers: Mapping[str, str],
-            timeout: float, limit: int = MAX_BODY) -> Response:
+            timeout: float, limit: int = MAX_BODY, body: bytes | None = None) -> Response:
     """One HTTP request on a fresh connection to ep; the body is read within `timeout`
     per read and 3 x `timeout` in all, and at most `limit` bytes of it."""
     conn: http.client.HTTPConnection
@@ -179,7 +179,8 @@ def request(ep: Endpoint, method: str, path: str, headers: Mapping[str, str],
     deadline = time.monotonic() + 3 * timeout
     try:
         conn.sock = _connect(ep, timeout)
-        conn.request(method, path, headers={"User-Agent": "pullunit-doctor", **headers})
+        conn.request(method, path, body=body,
+                     headers={"User-Agent": "pullunit-doctor", **headers})
         resp = conn.getresponse()
         received = time.time()
         chunks: list[bytes] = []
@@ -241,25 +242,6 @@ def is_plain_http_error(e: ssl.SSLError) -> bool:
 
 # =======================================================================================
 # The checks
-
-
-def _request_with_body(ep: Endpoint, method: str, path: str, headers: dict[str, str],
-                       body: str, timeout: float) -> Response:
-    conn: http.client.HTTPConnection
-    if ep.scheme == "https":
-        conn = http.client.HTTPSConnection(ep.host, ep.port, timeout=timeout, context=ep.context)
-    else:
-        conn = http.client.HTTPConnection(ep.host, ep.port, timeout=timeout)
-    sent = time.time()
-    try:
-        conn.sock = _connect(ep, timeout)
-        conn.request(method, path, body=body.encode(),
-                     headers={"User-Agent": "pullunit-doctor", **headers})
-        resp = conn.getresponse()
-        data = resp.read(MAX_BODY)
-        return Response(resp.status, resp.reason, resp.headers, data, sent, time.time())
-    finally:
-        conn.close()
 
 
 def human_bytes(n: float) -> str:
