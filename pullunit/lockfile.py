@@ -8,6 +8,7 @@ lock's digest when the lock was made for the same image reference.
 from __future__ import annotations
 
 import datetime
+import enum
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,12 +28,6 @@ class Lock:
     digest: str
     source: str  # "pin" or "rollback"
     at: str  # ISO 8601, UTC
-
-    def pinned(self, configured: ImageRef) -> ImageRef | None:
-        """configured@digest, or None when the lock is for another reference (stale)."""
-        if self.ref != str(configured):
-            return None
-        return ImageRef(configured.domain, configured.path, configured.tag, self.digest)
 
 
 def lock_path(app: AppConfig) -> Path:
@@ -82,11 +77,41 @@ def write(app: AppConfig, digest: str, source: str) -> Lock:
     return lock
 
 
-def effective_ref(app: AppConfig) -> tuple[ImageRef, Lock | None]:
-    """The reference the puller pulls: the config's, or the lock's digest when it applies.
-    A config that pins its own digest wins over any lock."""
-    lock = read(app)
-    if lock is None or app.image.ref.digest:
-        return app.image.ref, lock
-    pinned = lock.pinned(app.image.ref)
-    return (pinned, lock) if pinned is not None else (app.image.ref, lock)
+class Applies(enum.StrEnum):
+    """Whether an app's lock decides what is pulled."""
+
+    PINNED = "pinned"  # yes: the lock's digest of the configured reference
+    STALE = "stale"  # no: the lock was made for another image.ref
+    OVERRIDDEN = "overridden"  # no: the config pins its own digest, which wins
+    NONE = "none"  # there is no lock
+
+
+@dataclass(frozen=True)
+class LockAnswer:
+    applies: Applies
+    ref: ImageRef  # what the puller pulls: configured@digest when pinned, else configured
+    lock: Lock | None
+    why: str = ""  # when a lock exists but does not apply: why not
+
+    @property
+    def pinned(self) -> bool:
+        return self.applies is Applies.PINNED
+
+
+def judge(configured: ImageRef, lock: Lock | None) -> LockAnswer:
+    """The one rule for whether a lock applies (pure: the caller read the lock)."""
+    if lock is None:
+        return LockAnswer(Applies.NONE, configured, None)
+    if configured.digest:
+        return LockAnswer(Applies.OVERRIDDEN, configured, lock,
+                          f"the config pins its own digest {configured.digest}")
+    if lock.ref != str(configured):
+        return LockAnswer(Applies.STALE, configured, lock,
+                          f"made for {lock.ref}, but the config says {configured}")
+    pinned = ImageRef(configured.domain, configured.path, configured.tag, lock.digest)
+    return LockAnswer(Applies.PINNED, pinned, lock)
+
+
+def answer(app: AppConfig) -> LockAnswer:
+    """Read the app's lock and say whether it applies. A broken lock raises ConfigError."""
+    return judge(app.image.ref, read(app))

@@ -2,23 +2,25 @@
 jittered backoff, verify, record, tell systemd READY=1.
 
 The path of a pull: commands.pull -> Puller.run -> dockerapi (engine) -> classify
-(what went wrong) -> backoff (when to try again) -> state (env file, history) -> notify.
+(what went wrong) -> retry.decide (wait, fall back or give up) -> activation (env file,
+history) -> notify.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 import math
 import os
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from . import engine as enginelib
-from . import state
-from .backoff import Backoff
+from . import retry, state
+from .activation import activate, keep_archive, locate
 from .classify import Failure, FailureClass, PullFailed, fail
 from .config import AppConfig, Policy
 from .durations import human
@@ -33,14 +35,22 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pullunit")
 POLL = 0.25  # how often a waiting pull checks its clocks; also bounds SIGTERM latency
-PREFETCH_DEADLINE = 600.0  # a background prefetch gives up sooner than a blocked start
+
+
+class Source(enum.StrEnum):
+    """Where the image an Outcome names came from."""
+
+    LOCAL = "local"  # present already (policy missing/never): no registry contacted
+    PULLED = "pulled"
+    FALLBACK = "fallback"  # a known-good local image: the registry could not be used
+    PREFETCHED = "prefetched"  # pulled and recorded, not made current
 
 
 @dataclass(frozen=True)
 class Outcome:
     reference: str  # what the run unit will start
     image: LocalImage
-    source: str  # "local", "pulled" or "fallback"
+    source: Source
     attempts: int
     elapsed: float
 
@@ -64,7 +74,6 @@ class Puller:
         self.rng = rng or random.SystemRandom()
         self.clock = clock
         self.sleep = sleep
-        self.backoff = Backoff.from_config(app.pull)
         self.state = state.load(app.name)
         self.api: Any = None  # docker-py APIClient, connected only when needed
         self.engine: Any = None  # LiteEngine, or dockerapi.SdkEngine as a fallback
@@ -72,61 +81,55 @@ class Puller:
         self.start = clock()
         self.attempts = 0
 
-    # -- the loop -------------------------------------------------------------------
+    # -- the loop: attempt, ask retry.decide what next, sleep -------------------------
     def run(self, *, prefetch: bool = False) -> Outcome:
         """Make the image ready (or, with prefetch, only pull and record a newer one)."""
-        pull = self.app.pull
-        policy = self.app.image.policy
-        deadline = min(pull.deadline, PREFETCH_DEADLINE) if prefetch else pull.deadline
-        previous: float | None = None
-        retry = 0
+        rules = retry.Rules.of(self.app, prefetch=prefetch)
+        retries, previous = 0, None
         can_fall_back = not prefetch and self._fallback_possible()
         while True:
             try:
-                if policy is not Policy.ALWAYS and not prefetch:
-                    local = self._find_local()
-                    if local is not None:
-                        return self._ready(self._accept(local), "local")
-                    if policy is Policy.NEVER:
-                        raise fail(FailureClass.NOT_FOUND,
-                                   f"{self.ref} is not present locally and image.policy is "
-                                   "\"never\"")
-                self.attempts += 1
-                image = self._accept(self._pull_once())
-                return self._prefetched(image) if prefetch else self._ready(image, "pulled")
+                return self._attempt(prefetch)
             except PullFailed as e:
                 failure = e.failure
             if failure.cls is FailureClass.DAEMON_UNAVAILABLE:
                 self.api = self.engine = None
             self._report(failure)
-            elapsed = self.clock() - self.start
-            if can_fall_back and failure.cls is not FailureClass.DAEMON_UNAVAILABLE and (
-                    (failure.permanent and policy is Policy.ALWAYS)
-                    or (not failure.permanent and elapsed >= pull.refresh_timeout)):
-                fallback = self._fallback()
-                if fallback is not None:
-                    return self._ready(fallback, "fallback", failure)
+            now = retry.Situation(failure.cls, self.clock() - self.start, retries, previous,
+                                  can_fall_back)
+            decision = retry.decide(rules, now, self.rng)
+            while isinstance(decision, retry.FallBack):
+                image = self._fallback()
+                if image is not None:
+                    return self._ready(image, Source.FALLBACK, failure)
                 can_fall_back = False
-            if failure.permanent and not pull.retry_permanent:
+                now = replace(now, fallback_possible=False)
+                decision = retry.decide(rules, now, self.rng)
+            if isinstance(decision, retry.GiveUp):
+                if not decision.permanent:
+                    log.error("giving up: %s", decision.reason)
                 raise GaveUp(failure, self.attempts)
-            delay = self.backoff.delay(retry, previous, self.rng)
-            if failure.cls is FailureClass.RATE_LIMITED:
-                delay = max(delay, pull.rate_limit_delay)
-            previous = delay
-            retry += 1
-            if can_fall_back and elapsed < pull.refresh_timeout:
-                # wake up in time to fall back when refresh_timeout ends
-                delay = min(delay, pull.refresh_timeout - elapsed)
-            if elapsed + delay > deadline:
-                log.error("giving up: the next attempt would start after the deadline (%s)",
-                          human(deadline))
-                raise GaveUp(failure, self.attempts)
+            retries, previous = retries + 1, decision.drawn
+            delay = decision.delay
             due = time.strftime("%H:%M:%S", time.localtime(time.time() + delay))
             self.notifier.status(f"attempt {max(self.attempts, 1)} failed ({failure.cls}): "
                                  f"{_short(failure.message)}; next attempt in {human(delay)} "
                                  f"at {due}")
             log.info("retrying in %s", human(delay))
             self.sleep(delay)
+
+    def _attempt(self, prefetch: bool) -> Outcome:
+        """One try by image.policy: the local image, or a pull. Raises PullFailed."""
+        if self.app.image.policy is not Policy.ALWAYS and not prefetch:
+            local = self._find_local()
+            if local is not None:
+                return self._ready(self._accept(local), Source.LOCAL)
+            if self.app.image.policy is Policy.NEVER:
+                raise fail(FailureClass.NOT_FOUND,
+                           f"{self.ref} is not present locally and image.policy is \"never\"")
+        self.attempts += 1
+        image = self._accept(self._pull_once())
+        return self._prefetched(image) if prefetch else self._ready(image, Source.PULLED)
 
     # -- fallback: a known-good image keeps the app running --------------------------
     def _same_image(self, entry: state.Entry) -> bool:
@@ -150,16 +153,8 @@ class Puller:
     def _fallback(self) -> LocalImage | None:
         """Newest good image for this ref: present locally, else loaded from its archive."""
         for entry in self._candidates():
-            img = self._inspect(entry.image_id)
-            if img is None and self.app.pull.archive:
-                from . import archive
-
-                try:
-                    if archive.load(self._api(), self.app.name, entry.image_id):
-                        log.warning("loaded %s from its rollback archive", entry.reference)
-                        img = self._inspect(entry.image_id)
-                except Exception as e:  # a broken archive: try the next candidate
-                    log.warning("cannot load the archive of %s: %s", entry.reference, e)
+            img = locate(self.app, entry.image_id, entry.reference, inspect=self._inspect,
+                         api=self._api)
             if img is not None:
                 try:
                     return self._accept(img, fallback=True)
@@ -285,25 +280,19 @@ class Puller:
             log.info("verify command passed for %s", image.id[:19])
         return image
 
-    def _ready(self, image: LocalImage, source: str,
+    def _ready(self, image: LocalImage, source: Source,
                failure: Failure | None = None) -> Outcome:
-        reference = image.run_reference(self.ref)
-        state.write_env_file(self.app.name, reference)
-        self.state = state.record_ready(self.state, str(self.app.image.ref), reference,
-                                        image.digest_for(self.ref), image.id,
-                                        self.app.pull.keep)
-        self._archive(image)
-        if failure is not None:
-            self.state = state.record_failure(self.state, str(failure.cls), failure.message,
-                                              int(failure.exit_code))
-        state.save(self.state)
+        done = activate(self.app, self.state, self.ref, image, failure=failure,
+                        api=self._api)
+        self.state = done.state
+        reference = done.reference
         elapsed = self.clock() - self.start
-        if source == "fallback":
+        if source is Source.FALLBACK:
             assert failure is not None
             text = (f"WARNING: running on the local image {reference}: could not refresh "
                     f"{self.ref} ({failure.cls})")
             log.warning("%s", text)
-        elif source == "local":
+        elif source is Source.LOCAL:
             text = f"ready: {reference} (present locally)"
         else:
             text = f"ready: {reference} (pulled in {human(elapsed)}, attempt {self.attempts})"
@@ -316,24 +305,9 @@ class Puller:
         self.state = state.record_prefetch(self.state, str(self.app.image.ref), reference,
                                            image.digest_for(self.ref), image.id)
         state.save(self.state)
-        self._archive(image)
-        return Outcome(reference, image, "prefetched", self.attempts, self.clock() - self.start)
-
-    def _archive(self, image: LocalImage) -> None:
-        """Keep a `docker save` of each kept image; drop archives that left the history."""
-        if not self.app.pull.archive:
-            return
-        from . import archive
-
-        try:
-            path = archive.save(self._api(), self.app.name, image.id)
-            log.info("rollback archive: %s", path)
-            keep = {e.image_id for e in self.state.history}
-            if self.state.prefetched is not None:
-                keep.add(self.state.prefetched.image_id)
-            archive.prune(self.app.name, keep)
-        except Exception as e:  # the app can run without its archive; say so and go on
-            log.warning("cannot write the rollback archive of %s: %s", image.id[:19], e)
+        keep_archive(self.app, self.state, image.id, self._api)
+        return Outcome(reference, image, Source.PREFETCHED, self.attempts,
+                       self.clock() - self.start)
 
     def _report(self, failure: Failure) -> None:
         """One log line per failure: class, the daemon's words, and the fix."""

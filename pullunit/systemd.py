@@ -79,6 +79,18 @@ def start(unit: str, *, restart: bool = False, mode: str = "replace") -> None:
         raise _error(f"{verb} {unit}", e) from e
 
 
+def check_restart(unit: str) -> None:
+    """Raise now the error a later start(unit, restart=True) would raise for want of
+    systemd, root, the system bus or the unit itself, without changing anything: a
+    caller checks before it changes what it could not then finish."""
+    _require_systemd(f"restart {unit}", need_root=True)
+    load_state = unit_state(unit).load_state
+    if load_state != "loaded":
+        raise PullunitError(f"cannot restart {unit}: systemd has not loaded it "
+                            f"(LoadState={load_state})", ExitCode.UNAVAILABLE,
+                            "'pullunit generate --reload' writes and loads the units")
+
+
 @dataclass(frozen=True)
 class UnitState:
     name: str

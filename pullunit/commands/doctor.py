@@ -45,11 +45,11 @@ _COLORS = {Status.PASS: "32", Status.WARN: "33", Status.FAIL: "1;31", Status.SKI
 def _app_target(app: AppConfig) -> Target:
     from .. import lockfile
 
-    ref, lock = lockfile.effective_ref(app)
+    pin = lockfile.answer(app)
     pinned_by = None
-    if lock is not None and ref is not app.image.ref:
-        pinned_by = f"{lockfile.lock_path(app)}, from 'pullunit {lock.source}'"
-    return Target(reference=str(ref), app=app.name, platform=app.image.platform,
+    if pin.pinned and pin.lock is not None:
+        pinned_by = f"{lockfile.lock_path(app)}, from 'pullunit {pin.lock.source}'"
+    return Target(reference=str(pin.ref), app=app.name, platform=app.image.platform,
                   auth_file=app.image.auth_file, policy=str(app.image.policy),
                   pinned_by=pinned_by)
 

@@ -56,16 +56,21 @@ def _show_locks(apps: list[AppConfig]) -> None:
 
     for app in apps:
         try:
-            ref, lock = lockfile.effective_ref(app)
+            pin = lockfile.answer(app)
         except ConfigError as e:
             log.warning("%s", e.message)
             continue
-        if lock is not None and ref is not app.image.ref:
+        lock = pin.lock
+        if lock is None:
+            continue
+        if pin.applies is lockfile.Applies.PINNED:
             log.info("%s: pinned to %s by %s (%s)", app.name, lock.digest,
                      lockfile.lock_path(app).name, lock.source)
-        elif lock is not None:
+        elif pin.applies is lockfile.Applies.STALE:
             log.warning("%s: %s is stale (made for %s); 'pullunit pin %s' renews it",
                         app.name, lockfile.lock_path(app).name, lock.ref, app.name)
+        else:
+            log.info("%s: %s is not used: %s", app.name, lockfile.lock_path(app).name, pin.why)
 
 
 def _apply(args: argparse.Namespace, apps: list[AppConfig]) -> None:

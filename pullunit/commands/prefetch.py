@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
             if args.apps:
                 log.info("%s: %s", app.name, row["message"])
             continue
-        ref, _ = lockfile.effective_ref(app)
+        ref = lockfile.answer(app).ref
         with app_lock(app.name, lambda m: log.info("%s", m)):
             current = state.load(app.name).current
             row["running"] = current.reference if current else None

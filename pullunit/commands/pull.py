@@ -30,12 +30,17 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
 
 def run(args: argparse.Namespace) -> int:
     app = load_app(resolve_app(config_dir(args), args.app))
-    ref, lock = lockfile.effective_ref(app)
-    if lock is not None and ref is app.image.ref and not app.image.ref.digest:
+    pin = lockfile.answer(app)
+    if pin.applies is lockfile.Applies.STALE:
+        assert pin.lock is not None
         log.warning("ignoring %s: it pins %s, but the config now says %s (run 'pullunit pin')",
-                    lockfile.lock_path(app), lock.ref, app.image.ref)
-    elif lock is not None and ref is not app.image.ref:
-        log.info("pinned by %s (%s): %s", lockfile.lock_path(app).name, lock.source, ref)
+                    lockfile.lock_path(app), pin.lock.ref, app.image.ref)
+    elif pin.applies is lockfile.Applies.PINNED:
+        assert pin.lock is not None
+        log.info("pinned by %s (%s): %s", lockfile.lock_path(app).name, pin.lock.source,
+                 pin.ref)
+    elif pin.applies is lockfile.Applies.OVERRIDDEN:
+        log.debug("ignoring %s: %s", lockfile.lock_path(app), pin.why)
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     notifier = Notifier()
@@ -46,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
 
     with app_lock(app.name, waiting):
         try:
-            outcome = Puller(app, notifier=notifier, ref=ref).run()
+            outcome = Puller(app, notifier=notifier, ref=pin.ref).run()
         except GaveUp as e:
             f = e.failure
             notifier.status(f"failed ({f.cls}) after {e.attempts} attempt(s): {f.message}")

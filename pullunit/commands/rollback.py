@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+from typing import Any
 
-from .. import lockfile, state
+from .. import state
+from ..activation import activate, locate
 from ..cli import config_dir
 from ..config import load_app, resolve_app
 from ..engine import LiteEngine
@@ -42,37 +44,37 @@ def _choose(st: state.AppState, to: str | None) -> state.Entry:
 
 def run(args: argparse.Namespace) -> int:
     app = load_app(resolve_app(config_dir(args), args.app))
+    restart = not args.no_restart
+    if restart:
+        # Everything the rollback needs is checked before anything changes: a rollback
+        # that cannot restart the app must not leave it half switched (env file, state
+        # and lock saying one image, the running container another).
+        from .. import systemd
+
+        systemd.check_restart(app.run_unit)
     with app_lock(app.name, lambda m: log.info("%s", m)):
         st = state.load(app.name)
         target = _choose(st, args.to)
-        engine = LiteEngine()
-        image = engine.inspect(target.image_id)
-        if image is None and app.pull.archive:
-            from .. import archive, dockerapi
-
-            if archive.load(dockerapi.connect(), app.name, target.image_id):
-                log.info("loaded %s from its rollback archive", target.reference)
-                image = engine.inspect(target.image_id)
+        image = locate(app, target.image_id, target.reference,
+                       inspect=LiteEngine().inspect, api=_connect)
         if image is None:
             raise PullunitError(
                 f"{target.reference} is no longer present locally"
                 + ("" if app.pull.archive else " and [pull] archive is off"),
                 ExitCode.NOINPUT, "pull it when the registry is back: pullunit pin, then "
                 "systemctl restart " + app.pull_unit)
-        reference = image.run_reference(app.image.ref)
-        state.write_env_file(app.name, reference)
-        st = state.record_ready(st, str(app.image.ref), reference, target.digest, image.id,
-                                app.pull.keep)
-        state.save(st)
-        if target.digest:
-            lockfile.write(app, target.digest, "rollback")
-        else:
-            log.warning("%s has no registry digest; the next pull follows %s again",
-                        reference, app.image.ref)
-    print(f"{app.name}: rolled back to {reference}")
-    if not args.no_restart:
+        done = activate(app, st, app.image.ref, image, digest=target.digest,
+                        lock_source="rollback")
+    print(f"{app.name}: rolled back to {done.reference}")
+    if restart:
         from .. import systemd
 
         systemd.start(app.run_unit, restart=True)
         print(f"{app.name}: restarted {app.run_unit}")
     return 0
+
+
+def _connect() -> Any:
+    from .. import dockerapi
+
+    return dockerapi.connect()

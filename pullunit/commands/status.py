@@ -4,7 +4,8 @@
   {"app", "config", "image", "policy",
    "units": {"pull": UNIT|null, "run": UNIT|null}, "systemd": null | "reason it is unknown",
    "in_use": "repo@sha256:..."|null,
-   "lock": {"file", "digest", "source": "pin"|"rollback", "at", "applies": bool}
+   "lock": {"file", "digest", "source": "pin"|"rollback", "at", "applies": bool,
+            "why": null | "why it does not apply"}
            | {"error"} | null,
    "current": ENTRY|null, "history": [ENTRY...],
    "last_failure": {"class", "message", "exit_code", "at", "fix"}|null,
@@ -57,15 +58,14 @@ def _fix(app: AppConfig, cls: str) -> str:
 
 def _lock(app: AppConfig) -> dict[str, Any] | None:
     try:
-        lock = lockfile.read(app)
+        pin = lockfile.answer(app)
     except ConfigError as e:
         return {"error": e.message}
+    lock = pin.lock
     if lock is None:
         return None
     return {"file": str(lockfile.lock_path(app)), "digest": lock.digest, "source": lock.source,
-            "at": lock.at,
-            # a config that pins its own digest wins; a lock made for another ref is stale
-            "applies": not app.image.ref.digest and lock.ref == str(app.image.ref)}
+            "at": lock.at, "applies": pin.pinned, "why": pin.why or None}
 
 
 def app_status(app: AppConfig) -> dict[str, Any]:
@@ -141,7 +141,7 @@ def _print_human(apps: list[dict[str, Any]]) -> None:
         if lock and "error" in lock:
             print(f"    lock:     {lock['error']}")
         elif lock:
-            note = "" if lock["applies"] else " (not applied: made for another image.ref)"
+            note = "" if lock["applies"] else f" (not applied: {lock['why']})"
             print(f"    pinned:   {lock['digest']} by {lock['source']} at {lock['at']}{note}")
         for i, e in enumerate(a["history"]):
             label = "history:" if i == 0 else ""
