@@ -79,6 +79,32 @@ def test_rollback_with_the_registry_down(client: Any, bed: Bed, tmp_path: Path) 
         assert bad.returncode == 64 and v2.digest in bad.stderr
 
 
+def test_rollback_that_cannot_restart_changes_nothing(client: Any, bed: Bed,
+                                                     tmp_path: Path) -> None:
+    """Without --no-restart, a rollback needs systemd to restart the app. Where it cannot
+    (here: systemd is not PID 1; on a systemd host: no rb2.service is loaded) it says so
+    and leaves the env file, the state and the lock exactly as they were."""
+    with Registry("rb2", storage=tmp_path / "st") as reg:
+        v1 = images.push_new_digest(client, reg.ref("team/rb2", "1"))
+        app = bed.app("rb2", image_config(v1.ref, 'policy = "always"\n' + FAST))
+        assert bed.pull(app).code == 0
+        v2 = images.push_new_digest(client, v1.ref)
+        assert run(bed, "pin", "rb2").returncode == 0
+        assert bed.pull(app).out["image"] == v2.pinned
+    files = [bed.root / "run" / "rb2.env", bed.root / "state" / "rb2.json",
+             bed.cfg / "rb2.lock.toml"]
+    before = [f.read_bytes() for f in files]
+    p = run(bed, "rollback", "rb2")
+    assert p.returncode != 0, p.stdout
+    assert "cannot restart rb2.service" in p.stderr, p.stderr
+    assert "rolled back" not in p.stdout
+    assert [f.read_bytes() for f in files] == before
+    # with --no-restart the same rollback goes ahead
+    p = run(bed, "rollback", "rb2", "--no-restart")
+    assert p.returncode == 0, p.stderr
+    assert bed.env_file(app) == f"PULLUNIT_IMAGE={v1.pinned}\n"
+
+
 def test_prefetch_pulls_without_switching(client: Any, bed: Bed, tmp_path: Path) -> None:
     with Registry("pf", storage=tmp_path / "st") as reg:
         v1 = images.push_new_digest(client, reg.ref("team/pf", "1"))
