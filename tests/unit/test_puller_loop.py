@@ -1,0 +1,285 @@
+"""Puller.run as a loop: it attempts, asks retry.decide, sleeps, records. Driven here with
+its injected clock, sleep and rng, and a scripted engine in place of the daemon (pure
+logic only: the real daemon, registries and faults are in tests/integration/test_puller.py).
+The env and state files are real, in a temporary directory."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from pullunit import state
+from pullunit.classify import FailureClass, fail
+from pullunit.config import load_app
+from pullunit.engine import LocalImage
+from pullunit.puller import GaveUp, Outcome, Puller, Source
+from pullunit.retry import PREFETCH_DEADLINE
+
+REPO = "registry.test:5000/team/web"
+REF = f"{REPO}:1"
+FAST = {"initial_delay": '"1s"', "max_delay": '"4s"', "jitter": '"none"'}
+
+
+def image(n: int, platform: str = "linux/amd64") -> LocalImage:
+    os_, arch = platform.split("/")
+    return LocalImage(id=f"sha256:{n:064x}", repo_digests=(f"{REPO}@sha256:{n + 100:064x}",),
+                      repo_tags=(REF,), os=os_, architecture=arch, variant=None, size=1)
+
+
+def run_ref(n: int) -> str:
+    return f"{REPO}@sha256:{n + 100:064x}"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds >= 0
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+class Engine:
+    """inspect() and platform(), from a dict of images by name and ID."""
+
+    def __init__(self) -> None:
+        self.images: dict[str, LocalImage] = {}
+
+    def add(self, img: LocalImage) -> None:
+        self.images[img.id] = img
+        self.images[REF] = img
+
+    def inspect(self, name: str) -> LocalImage | None:
+        return self.images.get(name)
+
+    def platform(self) -> str:
+        return "linux/amd64"
+
+
+Script = list[FailureClass | LocalImage]
+
+
+class Bed:
+    def __init__(self, root: Path):
+        self.root = root
+        self.clock = Clock()
+        self.engine = Engine()
+        self.pulls = 0
+
+    def app(self, policy: str, pull: dict[str, str]) -> Path:
+        path = self.root / "web.toml"
+        table = "".join(f"{k} = {v}\n" for k, v in {**FAST, **pull}.items())
+        path.write_text(f'[image]\nref = "{REF}"\npolicy = "{policy}"\n[pull]\n{table}')
+        return path
+
+    def puller(self, script: Script, policy: str = "missing",
+               seconds_per_attempt: float = 0.5, **pull: str) -> Puller:
+        """pull: [pull] keys over FAST, as TOML values."""
+        p = Puller(load_app(self.app(policy, pull)), clock=self.clock,
+                   sleep=self.clock.sleep, rng=random.Random(1))
+        steps = iter(script)
+
+        def pull_once() -> LocalImage:
+            self.pulls += 1
+            self.clock.now += seconds_per_attempt
+            step = next(steps)
+            if isinstance(step, FailureClass):
+                raise fail(step, f"scripted {step}")
+            self.engine.add(step)
+            return step
+
+        def no_api() -> None:
+            raise AssertionError("the loop needs no docker-py here")
+
+        p._pull_once = pull_once  # type: ignore[method-assign]
+        p._engine = lambda: self.engine  # type: ignore[method-assign]
+        p._api = no_api  # type: ignore[method-assign]
+        return p
+
+    def env(self) -> str | None:
+        path = self.root / "run" / "web.env"
+        return path.read_text() if path.exists() else None
+
+    def state(self) -> dict[str, object]:
+        data: dict[str, object] = json.loads((self.root / "state" / "web.json").read_text())
+        return data
+
+    def good(self, n: int) -> None:
+        """A known-good image of this ref in the history, present in the engine."""
+        img = image(n)
+        self.engine.images[img.id] = img
+        st = state.record_ready(state.load("web"), REF, run_ref(n), f"sha256:{n + 100:064x}",
+                                img.id, 3, now=1.0)
+        state.save(st)
+
+
+@pytest.fixture
+def bed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Bed:
+    monkeypatch.setenv("PULLUNIT_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("PULLUNIT_RUNTIME_DIR", str(tmp_path / "run"))
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    return Bed(tmp_path)
+
+
+U, N, R, D = (FailureClass.UNREACHABLE, FailureClass.NOT_FOUND, FailureClass.RATE_LIMITED,
+              FailureClass.DAEMON_UNAVAILABLE)
+
+
+def test_transient_failures_back_off_then_pull(bed: Bed) -> None:
+    out = bed.puller([U, U, U, U, image(1)]).run()
+    assert bed.clock.sleeps == [1.0, 2.0, 4.0, 4.0]
+    assert (out.source, out.attempts, out.reference) == (Source.PULLED, 5, run_ref(1))
+    assert out.elapsed == pytest.approx(11.0 + 5 * 0.5)
+    assert bed.env() == f"PULLUNIT_IMAGE={run_ref(1)}\n"
+    st = bed.state()
+    assert st["last_failure"] is None and st["current"]["image_id"] == image(1).id  # type: ignore[index]
+
+
+def test_deadline_ends_the_run(bed: Bed) -> None:
+    with pytest.raises(GaveUp) as e:
+        bed.puller([U] * 20, deadline='"10s"').run()
+    assert e.value.failure.cls is U and e.value.attempts == 4
+    # 0.5 + 1 + 0.5 + 2 + 0.5 + 4 + 0.5 = 9 s; the next 4 s would pass 10 s
+    assert bed.clock.sleeps == [1.0, 2.0, 4.0]
+    assert bed.env() is None
+    assert bed.state()["last_failure"]["cls"] == "unreachable"  # type: ignore[index]
+
+
+def test_rate_limited_waits_at_least_the_floor(bed: Bed) -> None:
+    out = bed.puller([R, R, image(1)], rate_limit_delay='"30s"').run()
+    assert bed.clock.sleeps == [30.0, 30.0]
+    assert out.source is Source.PULLED
+
+
+def test_permanent_failure_gives_up_at_once(bed: Bed, caplog: pytest.LogCaptureFixture) -> None:
+    with pytest.raises(GaveUp) as e:
+        bed.puller([N, image(1)]).run()
+    assert e.value.failure.cls is N and e.value.attempts == 1
+    assert bed.clock.sleeps == [] and bed.pulls == 1
+    assert "giving up:" not in caplog.text  # the command says it once, with the class
+
+
+def test_retry_permanent_retries_a_permanent_failure(bed: Bed) -> None:
+    out = bed.puller([N, N, image(1)], retry_permanent="true").run()
+    assert bed.clock.sleeps == [1.0, 2.0] and out.attempts == 3
+
+
+def test_policy_missing_uses_the_local_image_without_pulling(bed: Bed) -> None:
+    bed.engine.add(image(3))
+    out = bed.puller([]).run()
+    assert (out.source, out.attempts, bed.pulls) == (Source.LOCAL, 0, 0)
+    assert bed.env() == f"PULLUNIT_IMAGE={run_ref(3)}\n"
+
+
+def test_policy_never_without_the_image(bed: Bed) -> None:
+    with pytest.raises(GaveUp) as e:
+        bed.puller([], policy="never").run()
+    assert e.value.failure.cls is N and e.value.attempts == 0 and bed.pulls == 0
+
+
+def test_policy_always_falls_back_when_refresh_timeout_ends(
+        bed: Bed, caplog: pytest.LogCaptureFixture) -> None:
+    bed.good(7)
+    out = bed.puller([U] * 20, refresh_timeout='"5s"', policy="always").run()
+    # 0.5 + 1 + 0.5 + 2 + 0.5 = 4.5 s; the third wait is cut to end at 5 s
+    assert bed.clock.sleeps == [1.0, 2.0, 0.5]
+    assert (out.source, out.reference, out.attempts) == (Source.FALLBACK, run_ref(7), 4)
+    assert bed.env() == f"PULLUNIT_IMAGE={run_ref(7)}\n"
+    assert bed.state()["last_failure"]["cls"] == "unreachable"  # type: ignore[index]
+    assert "WARNING: running on the local image" in caplog.text
+
+
+def test_policy_always_falls_back_at_once_on_a_permanent_failure(bed: Bed) -> None:
+    bed.good(7)
+    out = bed.puller([FailureClass.DENIED], policy="always").run()
+    assert out.source is Source.FALLBACK and bed.clock.sleeps == []
+
+
+def test_fallback_skips_an_image_that_fails_its_checks(
+        bed: Bed, caplog: pytest.LogCaptureFixture) -> None:
+    bed.good(7)
+    bed.engine.images[image(7).id] = image(7, "linux/arm64")  # wrong platform now
+    with pytest.raises(GaveUp):
+        bed.puller([U] * 20, refresh_timeout='"2s"', deadline='"12s"',
+                   policy="always").run()
+    assert caplog.text.count("not falling back to") == 1  # tried once, at 2 s
+    assert bed.clock.sleeps == [1.0, 2.0, 4.0]
+
+
+def test_daemon_unavailable_never_falls_back(bed: Bed) -> None:
+    bed.good(7)
+    out = bed.puller([D, D, D, image(1)], refresh_timeout='"3s"', policy="always").run()
+    assert out.source is Source.PULLED and out.attempts == 4
+    # it wakes when refresh_timeout ends (at 3 s), but a daemon_unavailable does not fall
+    # back: the fallback needs the daemon too
+    assert bed.clock.sleeps == [1.0, 1.0, 4.0]
+
+
+def test_prefetch_records_without_switching_and_never_falls_back(bed: Bed) -> None:
+    bed.good(7)
+    out = bed.puller([U, image(1)], refresh_timeout='"100ms"', policy="always").run(
+        prefetch=True)
+    assert out.source is Source.PREFETCHED and bed.clock.sleeps == [1.0]
+    assert bed.env() is None  # the running app is not switched
+    st = bed.state()
+    assert st["prefetched"]["image_id"] == image(1).id  # type: ignore[index]
+    assert st["current"]["image_id"] == image(7).id  # type: ignore[index]
+
+
+def test_prefetch_gives_up_within_its_own_deadline(bed: Bed) -> None:
+    with pytest.raises(GaveUp):
+        bed.puller([U] * 1000, max_delay='"60s"', policy="always").run(prefetch=True)
+    assert sum(bed.clock.sleeps) <= PREFETCH_DEADLINE
+    assert sum(bed.clock.sleeps) > PREFETCH_DEADLINE - 60 - 1
+
+
+def test_full_jitter_uses_the_injected_rng(bed: Bed) -> None:
+    def run(seed: int) -> list[float]:
+        b = Bed(bed.root)
+        p = b.puller([U, U, U, image(1)], jitter='"full"')
+        p.rng = random.Random(seed)
+        p.run()
+        return b.clock.sleeps
+
+    first, again, other = run(5), run(5), run(6)
+    assert first == again != other
+    assert all(0 <= s <= cap for s, cap in zip(first, [1.0, 2.0, 4.0], strict=True))
+
+
+def test_each_failure_is_logged_once_with_its_fix(bed: Bed,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="pullunit")
+    bed.puller([U, U, image(1)]).run()
+    failures = [r for r in caplog.records if "pull failed (unreachable)" in r.getMessage()]
+    assert len(failures) == 2 and all("fix:" in r.getMessage() for r in failures)
+    assert [r.getMessage() for r in caplog.records if "retrying in" in r.getMessage()] == [
+        "retrying in 1.0s", "retrying in 2.0s"]
+
+
+def test_outcome_source_is_a_plain_string_in_json(bed: Bed) -> None:
+    out: Outcome = bed.puller([image(1)]).run()
+    assert json.dumps({"source": out.source}) == '{"source": "pulled"}'
+
+
+def test_the_loop_never_reads_the_real_clock(bed: Bed,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    def boom() -> float:
+        raise AssertionError("monotonic() read")
+
+    monkeypatch.setattr(time, "monotonic", boom)
+    sleeps: list[Callable[[float], None]] = []
+    monkeypatch.setattr(time, "sleep", lambda s: sleeps.append(s))  # type: ignore[arg-type]
+    bed.puller([U, U, image(1)]).run()
+    assert bed.clock.sleeps == [1.0, 2.0] and sleeps == []
