@@ -2,7 +2,9 @@
 
 Written by `pullunit pin` (tag resolved at the registry) and `pullunit rollback` (an older
 good digest). The config file and its comments are never touched; the puller prefers the
-lock's digest when the lock was made for the same image reference.
+lock's digest when the lock was made for the same image reference. `answer` is the one
+place that decides whether a lock applies (pinned, stale, overridden, none); pull, prefetch,
+status, generate and doctor all ask it.
 """
 
 from __future__ import annotations
