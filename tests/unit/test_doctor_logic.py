@@ -18,34 +18,42 @@ from pathlib import Path
 import pytest
 
 from pullunit import doctor
-from pullunit.doctor import (
-    Challenge,
-    Check,
+from pullunit.dockerconf import (
+    DaemonJson,
     DaemonJsonError,
-    Platform,
-    Status,
-    cert_info,
-    clock_skew,
-    config_platform,
-    describe_cert,
-    disk_status,
     is_insecure,
-    manifest_platforms,
     parse_daemon_json,
     parse_env_file,
     parse_environment,
-    parse_www_authenticate,
-    pick_challenge,
-    platform_matches,
+    proxy_env,
     proxy_for,
     registry_config_from_entries,
     registry_config_from_info,
-    registry_errors,
     registry_host,
     registry_port,
-    skew_status,
-    token_url,
 )
+from pullunit.doctor.model import Check, Options, Status
+from pullunit.doctor.scrub import scrub
+from pullunit.doctor.verdicts import (
+    clock_skew,
+    config_platform,
+    disk_status,
+    manifest_platforms,
+    skew_status,
+)
+from pullunit.platform import Platform
+from pullunit.platform import matches as platform_matches
+from pullunit.regclient import (
+    Challenge,
+    WatchdogTimeout,
+    human_bytes,
+    parse_www_authenticate,
+    pick_challenge,
+    registry_errors,
+    token_url,
+    with_timeout,
+)
+from pullunit.x509info import cert_info, describe_cert
 
 from .conftest import cli_env, run_cli
 
@@ -76,11 +84,11 @@ def test_failed() -> None:
 
 
 def test_options_from_env() -> None:
-    o = doctor.Options.from_env({})
+    o = Options.from_env({})
     assert o.certs_d == Path("/etc/docker/certs.d")
     assert o.daemon_json == Path("/etc/docker/daemon.json")
     assert o.timeout <= 3
-    o = doctor.Options.from_env({"PULLUNIT_DOCKER_CERTS_D": "/tmp/c",
+    o = Options.from_env({"PULLUNIT_DOCKER_CERTS_D": "/tmp/c",
                                  "PULLUNIT_DOCKER_DAEMON_JSON": "/tmp/d.json"})
     assert o.certs_d == Path("/tmp/c") and o.daemon_json == Path("/tmp/d.json")
 
@@ -154,8 +162,8 @@ def test_parse_daemon_json() -> None:
     assert dj.insecure == ("10.0.0.0/8", "reg.lan:5000")
     assert dict(dj.proxies) == {"https-proxy": "http://proxy:3128", "no-proxy": "localhost"}
     assert dj.dns == ("10.0.0.2",)
-    assert parse_daemon_json("") == doctor.DaemonJson()
-    assert parse_daemon_json("{}") == doctor.DaemonJson()
+    assert parse_daemon_json("") == DaemonJson()
+    assert parse_daemon_json("{}") == DaemonJson()
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -275,7 +283,7 @@ def test_parse_environment_and_files() -> None:
     assert env == {"HTTP_PROXY": "http://p:3128", "NO_PROXY": "a,b", "X": "1=2"}
     text = '# proxies\nHTTPS_PROXY="http://p:3128"\n\n; other\nno_proxy=localhost\nbad line\n'
     assert parse_env_file(text) == {"HTTPS_PROXY": "http://p:3128", "no_proxy": "localhost"}
-    assert doctor.proxy_env({"https_proxy": "x", "HTTP_PROXY": "y", "PATH": "/bin"}) == {
+    assert proxy_env({"https_proxy": "x", "HTTP_PROXY": "y", "PATH": "/bin"}) == {
         "HTTP_PROXY": "y", "HTTPS_PROXY": "x"}
 
 
@@ -385,9 +393,9 @@ def test_disk_status(free: int, total: int, ifree: int, itotal: int, status: Sta
 
 
 def test_human_bytes() -> None:
-    assert doctor.human_bytes(512) == "512 B"
-    assert doctor.human_bytes(1536) == "1.5 KiB"
-    assert doctor.human_bytes(3 * GiB) == "3.0 GiB"
+    assert human_bytes(512) == "512 B"
+    assert human_bytes(1536) == "1.5 KiB"
+    assert human_bytes(3 * GiB) == "3.0 GiB"
 
 
 # ---------------------------------------------------------------------------------------
@@ -452,13 +460,13 @@ def test_cert_info_rejects_garbage() -> None:
 
 
 def test_with_timeout() -> None:
-    assert doctor.with_timeout(lambda: 42, 1.0, "answer") == 42
+    assert with_timeout(lambda: 42, 1.0, "answer") == 42
     empty: dict[str, int] = {}
     with pytest.raises(KeyError):
-        doctor.with_timeout(lambda: empty["x"], 1.0, "lookup")
+        with_timeout(lambda: empty["x"], 1.0, "lookup")
     started = time.monotonic()
-    with pytest.raises(doctor.WatchdogTimeout, match="sleep did not finish within 0 s"):
-        doctor.with_timeout(lambda: time.sleep(5), 0.2, "sleep")
+    with pytest.raises(WatchdogTimeout, match="sleep did not finish within 0 s"):
+        with_timeout(lambda: time.sleep(5), 0.2, "sleep")
     assert time.monotonic() - started < 1.0
 
 
@@ -483,9 +491,7 @@ def test_broken_named_app_is_a_config_error(config_dir: Path) -> None:
 
 def test_basic_auth_header_is_never_shown() -> None:
     # The scrubber gets the encoded form too (it is what a header would carry).
-    d = doctor._Doctor(doctor.Target("127.0.0.1:1/a:b"), doctor.Options())
     secret = base64.b64encode(b"user:s3cret").decode()
-    d.f.secrets = ["s3cret", secret]
-    c = d._scrub(Check("manifest", Status.FAIL, f"sent Basic {secret} and s3cret",
-                       "password=s3cret"))
+    c = scrub(Check("manifest", Status.FAIL, f"sent Basic {secret} and s3cret",
+                    "password=s3cret"), ["s3cret", secret])
     assert "s3cret" not in c.detail + c.hint and secret not in c.detail
