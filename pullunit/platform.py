@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 
 # containerd's specifier grammar for each part (platforms.go: specifierRe)
-_PART = re.compile(r"^[A-Za-z0-9_-]+$")
+_PART = re.compile(r"[A-Za-z0-9_-]+")
 
 # architecture (lower case) -> (GOARCH, variant it implies, or None to keep the given one)
 _ARCH: dict[str, tuple[str, str | None]] = {
@@ -50,7 +50,7 @@ class Platform:
 def parse(text: str) -> Platform:
     """OS/ARCH[/VARIANT] as written (not normalised); ValueError says what is wrong."""
     parts = text.split("/")
-    if len(parts) not in (2, 3) or not all(_PART.match(p) for p in parts):
+    if len(parts) not in (2, 3) or not all(_PART.fullmatch(p) for p in parts):
         raise ValueError(f"invalid platform {text!r}; expected OS/ARCH[/VARIANT], "
                          "e.g. linux/amd64")
     return Platform(*parts)

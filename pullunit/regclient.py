@@ -233,7 +233,9 @@ class _DeadlineSocket:
         return io.BufferedReader(_DeadlineReader(self._sock, self._deadline))
 
     def close(self) -> None:
-        self._sock.close()
+        """http.client closes its connection as soon as the headers say the server will,
+        before the body is read; a real socket defers that while a makefile() reader is
+        open. request() closes the socket when it is done instead."""
 
 
 def request(ep: Endpoint, method: str, path: str, headers: Mapping[str, str],
@@ -246,8 +248,10 @@ def request(ep: Endpoint, method: str, path: str, headers: Mapping[str, str],
     else:
         conn = http.client.HTTPConnection(ep.host, ep.port)
     sent = time.time()
+    sock: socket.socket | None = None
     try:
-        conn.sock = _DeadlineSocket(connect(ep, deadline), deadline)  # type: ignore[assignment]
+        sock = connect(ep, deadline)
+        conn.sock = _DeadlineSocket(sock, deadline)  # type: ignore[assignment]
         conn.request(method, path, body=body,
                      headers={"User-Agent": "pullunit-doctor", **headers})
         resp = conn.getresponse()
@@ -266,6 +270,8 @@ def request(ep: Endpoint, method: str, path: str, headers: Mapping[str, str],
                         received)
     finally:
         conn.close()
+        if sock is not None:
+            sock.close()
 
 
 def describe_oserror(e: BaseException) -> str:
