@@ -13,11 +13,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from ..dockerconf import redact_url
 from .model import Check
 
 MASK = "***"
-_URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://\S*@\S*")
+# scheme://USERINFO@: up to the last '@' of the word (a password may hold '@' or '/'),
+# but not the '@' of a digest in a path (http://reg/v2/team/app@sha256:...)
+_URL = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://)\S*@(?!sha(?:256|384|512):)")
 _AUTH_HEADER = re.compile(r"(?i)\b((?:proxy-)?authorization:\s*(?:(?:basic|bearer)\s+)?)[^\s,;]+")
 _FIELDS = "password|passwd|auth|identitytoken|registrytoken|token|access_token|refresh_token"
 _JSON_FIELD = re.compile(rf'(?i)("(?:{_FIELDS})"\s*:\s*")[^"]*(")')
@@ -27,7 +28,7 @@ _FORM_FIELD = re.compile(rf"(?i)\b((?:{_FIELDS}|client_secret)=)[^&\s\"',;]+")
 def scrub_text(text: str, secrets: Iterable[str] = ()) -> str:
     for s in sorted({s for s in secrets if s}, key=len, reverse=True):
         text = text.replace(s, MASK)
-    text = _URL.sub(lambda m: redact_url(m.group(0)), text)
+    text = _URL.sub(lambda m: m.group(1) + MASK + "@", text)
     text = _AUTH_HEADER.sub(lambda m: m.group(1) + MASK, text)
     text = _JSON_FIELD.sub(lambda m: m.group(1) + MASK + m.group(2), text)
     return _FORM_FIELD.sub(lambda m: m.group(1) + MASK, text)
