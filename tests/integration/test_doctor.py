@@ -851,7 +851,8 @@ def test_reference_with_secret_words_keeps_its_tag(bed: Bed, registry: tb.Regist
 ], ids=["arm64-v8", "arm-v7", "aarch64", "arm64-image-v8"])
 def test_doctor_and_puller_agree_on_platform(bed: Bed, registry: tb.Registry, want: str,
                                              arch: str, variant: str | None) -> None:
-    ref = registry.ref("team/plat", f"{arch}-{variant or 'none'}-{os.getpid()}")
+    tag = f"{want.replace('/', '-')}-{arch}-{variant or 'none'}-{os.getpid()}"
+    ref = registry.ref("team/plat", tag)
     tb.make_platform_image(ref, "linux", arch, variant=variant)
     app = bed.app("plat", ref, f'platform = "{want}"\n')
     run = bed.doctor(app)
