@@ -9,7 +9,7 @@ import ssl
 from .. import platform
 from ..classify import FailureClass
 from ..reference import DEFAULT_REGISTRY, ReferenceError, parse_reference
-from ..regclient import describe_oserror, human_bytes, with_timeout
+from ..regclient import WatchdogTimeout, describe_oserror, human_bytes, with_timeout
 from .context import HUB_API_HOST, Context
 from .model import Check, Status
 from .verdicts import config_platform, manifest_platforms
@@ -41,8 +41,12 @@ def local_image(ctx: Context) -> Check:
 
     assert ctx.ref is not None and ctx.daemon is not None
     ref, api = ctx.ref, ctx.daemon.api
-    img = with_timeout(lambda: find_local(dockerapi.SdkEngine(api), ref),
-                       ctx.deadline.remaining(), "inspecting the local image")
+    try:
+        img = with_timeout(lambda: find_local(dockerapi.SdkEngine(api), ref),
+                           ctx.deadline.remaining(), "inspecting the local image")
+    except WatchdogTimeout as e:
+        return Check("local_image", Status.FAIL, f"the Docker daemon stopped answering: {e}",
+                     ctx.hint(FailureClass.DAEMON_UNAVAILABLE))
     policy = ctx.target.policy if ctx.target else None
     if img is None:
         if policy == "never":

@@ -34,6 +34,7 @@ from pullunit.dockerconf import (
     registry_host,
     registry_port,
 )
+from pullunit.doctor import checklist
 from pullunit.doctor import daemon as doctor_daemon
 from pullunit.doctor import host as doctor_host
 from pullunit.doctor.context import Context, Daemon
@@ -653,3 +654,56 @@ def test_scrub_removes_credentials(text: str, secret: str) -> None:
 def test_scrub_known_secrets_longest_first() -> None:
     assert scrub_text("a s3cret and s3cret-longer", ["s3cret", "s3cret-longer", ""]) == \
         "a *** and ***"
+
+
+# ---------------------------------------------------------------------------------------
+# the checklist table and its loop
+
+
+def test_checklist_is_the_one_order() -> None:
+    ids = [s.id for s in checklist.CHECKLIST]
+    assert tuple(ids) == doctor.CHECKS
+    for i, step in enumerate(checklist.CHECKLIST):
+        assert all(n in ids[:i] for n in step.needs), step  # only earlier checks
+    host_only = [s.id for s in checklist.CHECKLIST if not s.image]
+    assert host_only == ["daemon", "disk", "daemon_config", "proxy"]
+
+
+def test_checklist_loop_skips_with_the_first_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    def step(check_id: str, status: Status, **kw: Any) -> checklist.Step:
+        return checklist.Step(check_id, lambda ctx: Check(check_id, status, "ran", "fix"), **kw)
+
+    def broken(ctx: Context) -> Check:
+        raise KeyError("bug")
+
+    def set_ref(ctx: Context) -> Check:
+        ctx.ref = parse_reference("reg.lan:5000/team/app:1")
+        ctx.secrets.append("s3cret")
+        return Check("ref", Status.PASS, "has s3cret")
+
+    monkeypatch.setattr(checklist, "CHECKLIST", (
+        checklist.Step("ref", set_ref),
+        step("a", Status.FAIL, blocks="no TCP connection to {registry}"),
+        step("b", Status.PASS, needs=("a",)),
+        step("c", Status.PASS, needs=("b",)),
+        step("d", Status.SKIP, image=False),  # skipped by itself: blocks nothing
+        step("e", Status.PASS, needs=("d",)),
+        checklist.Step("f", broken, needs=("d",)),
+        step("g", Status.PASS, needs=("f",)),
+        step("h", Status.PASS, needs=("e", "c")),
+    ))
+    got = [(c.check, c.status, c.detail) for c in checklist.diagnose(
+        Target("reg.lan:5000/team/app:1"), Options(timeout=1))]
+    assert got == [
+        ("ref", Status.PASS, "has ***"),
+        ("a", Status.FAIL, "ran"),
+        ("b", Status.SKIP, "skipped: no TCP connection to reg.lan:5000"),
+        ("c", Status.SKIP, "skipped: no TCP connection to reg.lan:5000"),
+        ("d", Status.SKIP, "ran"),
+        ("e", Status.PASS, "ran"),
+        ("f", Status.FAIL, "internal error: KeyError: 'bug'"),
+        ("g", Status.SKIP, "skipped: f failed"),
+        ("h", Status.SKIP, "skipped: no TCP connection to reg.lan:5000"),
+    ]
+    host_only = [c.check for c in checklist.diagnose(None, Options(timeout=1))]
+    assert host_only == ["d"]  # only the step that needs no image
