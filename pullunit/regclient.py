@@ -93,7 +93,7 @@ class WatchdogTimeout(PullunitError, TimeoutError):
     """A call without a timeout of its own took too long (see with_timeout)."""
 
     def __init__(self, message: str):
-        PullunitError.__init__(self, message, ExitCode.UNAVAILABLE)
+        super().__init__(message, ExitCode.UNAVAILABLE)
 
 
 @dataclass(frozen=True)

@@ -707,3 +707,15 @@ def test_checklist_loop_skips_with_the_first_reason(monkeypatch: pytest.MonkeyPa
     ]
     host_only = [c.check for c in checklist.diagnose(None, Options(timeout=1))]
     assert host_only == ["d"]  # only the step that needs no image
+
+
+def test_doctor_errors_are_pullunit_errors() -> None:
+    """One error root: cli.main turns these into their exit code like any other."""
+    from pullunit.errors import ExitCode, PullunitError
+
+    e = WatchdogTimeout("lookup of x did not finish within 3 s")
+    assert isinstance(e, PullunitError) and isinstance(e, TimeoutError)
+    assert e.exit_code is ExitCode.UNAVAILABLE and str(e) == e.message
+    with pytest.raises(PullunitError, match="not valid JSON"):
+        parse_daemon_json("{", "daemon.json")
+    assert issubclass(DaemonJsonError, PullunitError)
