@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from . import platform
 from .durations import DurationError, parse_duration
 from .errors import ConfigError
 from .escape import UnsafeValueError, check_text, unit_value
@@ -37,7 +38,6 @@ _UNIT_NAME = re.compile(
 _NETWORK = re.compile(r"^(?:container:)?[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 _USER = re.compile(r"^[a-z_][a-z0-9_-]*\$?(?::[a-z_][a-z0-9_-]*\$?)?$|^[0-9]+(?::[0-9]+)?$"
                    r"|^[a-z_][a-z0-9_-]*:[0-9]+$|^[0-9]+:[a-z_][a-z0-9_-]*$")
-_PLATFORM = re.compile(r"^[a-z0-9_]+/[a-z0-9_]+(?:/[a-z0-9_]+)?$")
 _VOLUME_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 _VOLUME_OPTS = frozenset({"ro", "rw", "z", "Z", "nocopy", "shared", "slave", "private",
                           "rshared", "rslave", "rprivate", "delegated", "cached", "consistent"})
@@ -246,8 +246,10 @@ def _image_ref(value: object, where: _Where) -> ImageRef:
 
 def _platform(value: object, where: _Where) -> str:
     s = _nonempty_string(value, where)
-    if not _PLATFORM.match(s):
-        raise where.error(f"invalid platform {s!r}; expected OS/ARCH[/VARIANT], e.g. linux/amd64")
+    try:
+        platform.parse(s)
+    except ValueError as e:
+        raise where.error(str(e)) from None
     return s
 
 

@@ -1,16 +1,19 @@
 """What the Docker daemon is configured with: daemon.json, its insecure-registry list and
-proxy settings, parsed without I/O (doctor reads the files and asks the daemon)."""
+proxy settings (and how to show a proxy without its credentials), parsed without I/O
+(doctor reads the files and asks the daemon)."""
 
 from __future__ import annotations
 
 import contextlib
 import ipaddress
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .errors import PullunitError
 from .reference import DEFAULT_REGISTRY
 
 DEFAULT_DAEMON_JSON = Path("/etc/docker/daemon.json")
@@ -19,7 +22,7 @@ LOOPBACK_CIDR = ipaddress.ip_network("127.0.0.0/8")
 PROXY_KEYS = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
 
 
-class DaemonJsonError(ValueError):
+class DaemonJsonError(PullunitError, ValueError):
     pass
 
 
@@ -226,3 +229,26 @@ def proxy_env(env: Mapping[str, str]) -> dict[str, str]:
         if v:
             out[k] = v
     return out
+
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def redact_url(value: str) -> str:
+    """A proxy URL (or any URL) fit to show: its whole userinfo becomes ***.
+
+    Parsed, not pattern-matched: the userinfo is everything between the scheme (if any:
+    Go reads `user:pass@host` as http) and the LAST '@', since a password may hold '@',
+    '/', ':' or spaces, and a user part alone may be a token (http://TOKEN@proxy). A
+    value without '@' has no userinfo and is returned unchanged."""
+    m = _SCHEME.match(value)
+    scheme = m.group(0) if m else ""
+    at = value.rfind("@")
+    if at < len(scheme):
+        return value
+    return f"{scheme}***{value[at:]}"
+
+
+def redact_proxies(proxies: Mapping[str, str]) -> dict[str, str]:
+    """Every value of a proxy setting (HTTP_PROXY, https-proxy, NO_PROXY...) redacted."""
+    return {k: redact_url(v) for k, v in proxies.items()}

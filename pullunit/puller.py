@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from . import engine as enginelib
-from . import retry, state
+from . import platform, retry, state
 from .activation import activate, keep_archive, locate
 from .classify import Failure, FailureClass, PullFailed, fail
 from .config import AppConfig, Policy
@@ -259,7 +259,7 @@ class Puller:
                         f"image has digest {image.digest_for(self.ref)}, pinned "
                         f"{self.ref.digest}")
         want = self.app.image.platform or self._look(lambda e: e.platform())
-        if not _platform_matches(image.platform, want):
+        if not platform.matches(want, image.platform):
             raise fail(FailureClass.PLATFORM,
                        f"{self.ref} is {image.platform}, but {want} is required"
                        + (" (image.platform)" if self.app.image.platform else
@@ -338,13 +338,6 @@ class Puller:
                            auth_file_configured=self.app.image.auth_file is not None,
                            running_as_root=os.geteuid() == 0, data_root=data_root,
                            free_bytes=free, platform=self.app.image.platform)
-
-
-def _platform_matches(have: str, want: str) -> bool:
-    h, w = have.split("/"), want.split("/")
-    if h[:2] != w[:2]:
-        return False
-    return len(w) < 3 or (len(h) >= 3 and h[2] == w[2])
 
 
 def _short(text: str, limit: int = 160) -> str:

@@ -1,9 +1,13 @@
-"""The registry side of doctor: a small HTTP(S) client with hard timeouts (stdlib only),
-WWW-Authenticate parsing and a watchdog for calls that have no timeout of their own."""
+"""Doctor's registry client (stdlib only): HTTP(S) requests bounded by one deadline each,
+WWW-Authenticate parsing, the token flow and redirects of a registry session, and a
+watchdog for calls that have no timeout of their own."""
 
 from __future__ import annotations
 
+import base64
+import enum
 import http.client
+import io
 import json
 import re
 import socket
@@ -16,7 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-TIMEOUT = 3.0  # seconds, for each network operation (connect, handshake, each read)
+from .errors import ExitCode, PullunitError
+
+TIMEOUT = 3.0  # seconds: doctor's limit for each check, all its network operations included
 MAX_BODY = 4 * 2**20  # manifests and image configs are small; refuse to read more
 T = TypeVar("T")
 _CHALLENGE = re.compile(r"\s*([A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]*)(?:\s+(.*))?$", re.S)
@@ -83,17 +89,40 @@ def registry_errors(body: bytes) -> list[str]:
     return [str(e.get("code")) for e in errs if isinstance(e, dict) and e.get("code")]
 
 
-# --- X.509, just enough DER to describe a certificate we may not trust ---
-
-
-class WatchdogTimeout(TimeoutError):
+class WatchdogTimeout(PullunitError, TimeoutError):
     """A call without a timeout of its own took too long (see with_timeout)."""
+
+    def __init__(self, message: str):
+        super().__init__(message, ExitCode.UNAVAILABLE)
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """One overall limit for everything a check does on the network: each connect,
+    handshake, send and recv gets only what is left of it, so a server that trickles
+    one byte a second cannot stretch a check past its limit."""
+
+    at: float  # time.monotonic()
+
+    @classmethod
+    def after(cls, seconds: float) -> Deadline:
+        return cls(time.monotonic() + seconds)
+
+    def left(self) -> float:
+        return self.at - time.monotonic()
+
+    def remaining(self) -> float:
+        """Seconds left; TimeoutError when none are."""
+        left = self.left()
+        if left <= 0:
+            raise TimeoutError("timed out")
+        return left
 
 
 def with_timeout(fn: Callable[[], T], seconds: float, what: str) -> T:
     """Run fn on a daemon thread and give up after `seconds`: for calls that have no
-    timeout of their own (getaddrinfo, D-Bus, credential helpers). A call that never
-    returns leaves a thread behind, which dies with the process."""
+    timeout of their own (getaddrinfo, D-Bus, credential helpers, docker-py). A call that
+    never returns leaves a thread behind, which dies with the process."""
     box: dict[str, Any] = {}
 
     def target() -> None:
@@ -104,7 +133,7 @@ def with_timeout(fn: Callable[[], T], seconds: float, what: str) -> T:
 
     t = threading.Thread(target=target, name=f"doctor-{what}", daemon=True)
     t.start()
-    t.join(seconds)
+    t.join(max(seconds, 0.0))
     if t.is_alive():
         raise WatchdogTimeout(f"{what} did not finish within {seconds:.0f} s")
     if "error" in box:
@@ -113,10 +142,10 @@ def with_timeout(fn: Callable[[], T], seconds: float, what: str) -> T:
     return value
 
 
-def resolve(host: str, port: int, timeout: float) -> list[tuple[Any, ...]]:
+def resolve(host: str, port: int, deadline: Deadline) -> list[tuple[Any, ...]]:
     """getaddrinfo under a watchdog: (family, sockaddr) pairs, IPv4 first like Go."""
     infos = with_timeout(lambda: socket.getaddrinfo(host, port, type=socket.SOCK_STREAM),
-                         timeout, f"lookup of {host}")
+                         deadline.remaining(), f"lookup of {host}")
     seen: list[tuple[Any, ...]] = []
     for family, _, _, _, sockaddr in sorted(infos, key=lambda i: i[0] != socket.AF_INET):
         if (family, sockaddr) not in seen:
@@ -152,13 +181,16 @@ class Endpoint:
         return f"{self.scheme}://{h}" + ("" if self.port == default else f":{self.port}")
 
 
-def _connect(ep: Endpoint, timeout: float) -> socket.socket:
+def connect(ep: Endpoint, deadline: Deadline) -> socket.socket:
+    """A connected socket to ep, TLS done for https (Python bounds the whole handshake
+    by the socket timeout, which is what is left of the deadline)."""
     sock = socket.socket(ep.family, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
     try:
+        sock.settimeout(deadline.remaining())
         sock.connect(ep.sockaddr)
         if ep.scheme == "https":
             assert ep.context is not None
+            sock.settimeout(deadline.remaining())
             return ep.context.wrap_socket(sock, server_hostname=ep.host)
     except BaseException:
         sock.close()
@@ -166,19 +198,60 @@ def _connect(ep: Endpoint, timeout: float) -> socket.socket:
     return sock
 
 
+def handshake(ep: Endpoint, deadline: Deadline) -> tuple[str, bytes]:
+    """TLS version and the server's certificate (DER), from a handshake with ep."""
+    with connect(ep, deadline) as s:
+        assert isinstance(s, ssl.SSLSocket)
+        return s.version() or "TLS", s.getpeercert(binary_form=True) or b""
+
+
+class _DeadlineReader(io.RawIOBase):
+    def __init__(self, sock: socket.socket, deadline: Deadline):
+        self._sock, self._deadline = sock, deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        self._sock.settimeout(self._deadline.remaining())
+        return self._sock.recv_into(buffer)
+
+
+class _DeadlineSocket:
+    """The part of a socket http.client uses (sendall, makefile, close), with every send
+    and recv limited to what is left of the deadline: http.client's own timeout is per
+    recv, so the status line and headers could otherwise take forever a byte at a time."""
+
+    def __init__(self, sock: socket.socket, deadline: Deadline):
+        self._sock, self._deadline = sock, deadline
+
+    def sendall(self, data: bytes) -> None:
+        self._sock.settimeout(self._deadline.remaining())
+        self._sock.sendall(data)
+
+    def makefile(self, mode: str = "rb", *args: Any, **kwargs: Any) -> io.BufferedReader:
+        return io.BufferedReader(_DeadlineReader(self._sock, self._deadline))
+
+    def close(self) -> None:
+        """http.client closes its connection as soon as the headers say the server will,
+        before the body is read; a real socket defers that while a makefile() reader is
+        open. request() closes the socket when it is done instead."""
+
+
 def request(ep: Endpoint, method: str, path: str, headers: Mapping[str, str],
-            timeout: float, limit: int = MAX_BODY, body: bytes | None = None) -> Response:
-    """One HTTP request on a fresh connection to ep; the body is read within `timeout`
-    per read and 3 x `timeout` in all, and at most `limit` bytes of it."""
+            deadline: Deadline, limit: int = MAX_BODY, body: bytes | None = None) -> Response:
+    """One HTTP request on a fresh connection to ep: connect, handshake, request, status
+    line, headers and at most `limit` bytes of body, all within `deadline`."""
     conn: http.client.HTTPConnection
     if ep.scheme == "https":
-        conn = http.client.HTTPSConnection(ep.host, ep.port, timeout=timeout, context=ep.context)
+        conn = http.client.HTTPSConnection(ep.host, ep.port, context=ep.context)
     else:
-        conn = http.client.HTTPConnection(ep.host, ep.port, timeout=timeout)
+        conn = http.client.HTTPConnection(ep.host, ep.port)
     sent = time.time()
-    deadline = time.monotonic() + 3 * timeout
+    sock: socket.socket | None = None
     try:
-        conn.sock = _connect(ep, timeout)
+        sock = connect(ep, deadline)
+        conn.sock = _DeadlineSocket(sock, deadline)  # type: ignore[assignment]
         conn.request(method, path, body=body,
                      headers={"User-Agent": "pullunit-doctor", **headers})
         resp = conn.getresponse()
@@ -186,8 +259,6 @@ def request(ep: Endpoint, method: str, path: str, headers: Mapping[str, str],
         chunks: list[bytes] = []
         size = 0
         while method != "HEAD":
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the response body took more than {3 * timeout:.0f} s")
             chunk = resp.read1(65536)
             if not chunk:
                 break
@@ -199,6 +270,8 @@ def request(ep: Endpoint, method: str, path: str, headers: Mapping[str, str],
                         received)
     finally:
         conn.close()
+        if sock is not None:
+            sock.close()
 
 
 def describe_oserror(e: BaseException) -> str:
@@ -240,13 +313,141 @@ def is_plain_http_error(e: ssl.SSLError) -> bool:
                                    "http request", "unknown protocol", "packet length too long"))
 
 
-# =======================================================================================
-# The checks
-
-
 def human_bytes(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if n < 1024 or unit == "TiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     raise AssertionError  # pragma: no cover
+
+
+# --- a registry session: the registry's endpoint, the token flow, redirects ---
+
+
+class TokenProblem(enum.Enum):
+    UNSUPPORTED = "unsupported"  # a challenge Docker does not answer
+    NO_REALM = "no_realm"  # a Bearer challenge without a token service
+    UNREACHABLE = "unreachable"  # the token request failed on the network
+    DENIED = "denied"  # 401/403 from the token service
+    STATUS = "status"  # another status
+    NO_TOKEN = "no_token"  # 200 without a token
+
+
+class TokenError(Exception):
+    """No Authorization for the registry; the message says why (no secrets in it)."""
+
+    def __init__(self, problem: TokenProblem, message: str, status: int = 0):
+        super().__init__(message)
+        self.problem, self.message, self.status = problem, message, status
+
+
+def basic_authorization(auth: Mapping[str, Any]) -> str | None:
+    """"Basic BASE64(user:password)" from a docker auth config (keys in lower case)."""
+    user, password = auth.get("username"), auth.get("password")
+    if not user or password is None:
+        return None
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+_REDIRECTS = (301, 302, 303, 307, 308)
+
+
+@dataclass(frozen=True)
+class Session:
+    """Requests to one registry endpoint and to the URLs it sends us to (the token realm,
+    blob storage), the way dockerd makes them: those use the registry's TLS settings
+    too, redirects are followed up to three times, and Authorization is dropped when a
+    redirect leaves the host."""
+
+    endpoint: Endpoint
+
+    def get(self, path: str, headers: Mapping[str, str], deadline: Deadline) -> Response:
+        return request(self.endpoint, "GET", path, headers, deadline)
+
+    def _endpoint_for(self, scheme: str, host: str, port: int,
+                      deadline: Deadline) -> Endpoint:
+        ep = self.endpoint
+        if (host, port, scheme) == (ep.host, ep.port, ep.scheme):
+            return ep
+        family, sockaddr = resolve(host, port, deadline)[0]
+        ctx = ep.context
+        if scheme == "https" and ctx is None:
+            ctx = ssl.create_default_context()
+        return Endpoint(scheme, host, port, sockaddr, family, ctx)
+
+    def fetch(self, method: str, url: str, headers: Mapping[str, str], deadline: Deadline,
+              body: str | None = None, redirects: int = 3) -> Response:
+        """A request to any URL (absolute, or relative to the registry)."""
+        for _ in range(redirects + 1):
+            u = urllib.parse.urlsplit(url)
+            scheme, host = u.scheme or self.endpoint.scheme, u.hostname or self.endpoint.host
+            port = u.port or (443 if scheme == "https" else 80)
+            path = (u.path or "/") + (f"?{u.query}" if u.query else "")
+            ep = self._endpoint_for(scheme, host, port, deadline)
+            r = request(ep, method, path, headers, deadline,
+                        body=None if body is None else body.encode())
+            if r.status in _REDIRECTS and r.headers.get("Location"):
+                nxt = urllib.parse.urljoin(f"{ep.base}{path}", r.headers["Location"])
+                n = urllib.parse.urlsplit(nxt)
+                if (n.hostname, n.port or (443 if n.scheme == "https" else 80)) != (host, port):
+                    headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+                url = nxt
+                if r.status == 303:
+                    method, body = "GET", None
+                continue
+            return r
+        raise ValueError(f"more than {redirects} redirects")
+
+    def authorization(self, challenge: Challenge | None, remote_path: str,
+                      auth: Mapping[str, Any], deadline: Deadline) -> dict[str, str]:
+        """The Authorization header for a pull of remote_path after /v2/ answered 401
+        with `challenge` (None: no header needed): Basic credentials, or a token from
+        the Bearer realm (a refresh-token grant for an identity token, else a GET with
+        Basic credentials or anonymous). `auth` is a docker auth config, keys in lower
+        case. Raises TokenError."""
+        if challenge is None:
+            return {}
+        basic = basic_authorization(auth)
+        if challenge.scheme == "basic":
+            return {"Authorization": basic} if basic else {}
+        if challenge.scheme != "bearer":
+            raise TokenError(TokenProblem.UNSUPPORTED, f"the registry asks for "
+                             f"{challenge.scheme} authentication, which Docker does not speak")
+        url = token_url(challenge, remote_path)
+        if url is None:
+            raise TokenError(TokenProblem.NO_REALM, "the Bearer challenge names no realm")
+        headers: dict[str, str] = {}
+        method, body = "GET", None
+        if auth.get("identitytoken"):
+            method = "POST"
+            params = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
+            body = urllib.parse.urlencode({"grant_type": "refresh_token",
+                                           "refresh_token": str(auth["identitytoken"]),
+                                           "client_id": "pullunit", **params})
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+            url = url.split("?", 1)[0]
+        elif basic:
+            headers["Authorization"] = basic
+        shown = url.split("?", 1)[0]
+        try:
+            r = self.fetch(method, url, headers, deadline, body)
+        except (OSError, ssl.SSLError, http.client.HTTPException, ValueError) as e:
+            raise TokenError(TokenProblem.UNREACHABLE,
+                             f"token request to {shown}: {describe_oserror(e)}") from e
+        if r.status in (401, 403):
+            what = ("refused the credentials" if basic or auth.get("identitytoken")
+                    else "refused an anonymous token (no credentials were sent)")
+            raise TokenError(TokenProblem.DENIED,
+                             f"the token service {shown} {what} ({r.status})", r.status)
+        if r.status != 200:
+            raise TokenError(TokenProblem.STATUS,
+                             f"token request to {shown}: {r.status} {r.reason}", r.status)
+        try:
+            data = json.loads(r.body)
+            token = str(data.get("token") or data.get("access_token") or "")
+        except (ValueError, AttributeError):
+            token = ""
+        if not token:
+            raise TokenError(TokenProblem.NO_TOKEN,
+                             f"the token service {shown} returned no token")
+        return {"Authorization": f"Bearer {token}"}

@@ -702,3 +702,166 @@ def test_clock_skew(bed: Bed, token_registry: _TokenRegistry, skew: float,
     if skew:
         assert f" s {'ahead of' if skew > 0 else 'behind'} this host's" in clock["detail"]
         assert "timedatectl" in clock["hint"]
+
+
+# ---------------------------------------------------------------------------------------
+# Servers that accept and never answer, or trickle: every check has ONE overall limit
+# (docs/doctor.md: 3 s), connect, handshake, request, status line, headers and body
+# included, so doctor ends within about that limit times the checks that reach the server.
+
+CHECK_LIMIT = 3.0  # regclient.TIMEOUT, as documented
+
+
+class _Misbehaving(ThreadingHTTPServer):
+    """mode "v2": GET /v2/ gets its status line, then one header byte per second;
+    "manifest": /v2/ answers, the manifest trickles; "hole": every request is read and
+    never answered."""
+
+    daemon_threads = True
+
+    def __init__(self, mode: str):
+        super().__init__(("127.0.0.1", 0), _MisbehavingHandler)
+        self.mode = mode
+        self.stop = threading.Event()
+        self.requests: list[str] = []
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.server_address[1]}"
+
+
+class _MisbehavingHandler(BaseHTTPRequestHandler):
+    server: _Misbehaving
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        srv = self.server
+        srv.requests.append(self.path)
+        if srv.mode == "hole":
+            srv.stop.wait(60)
+            return
+        if srv.mode == "v2" or "/manifests/" in self.path:
+            self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+            for byte in b"Docker-Distribution-Api-Version: registry/2.0" * 100:
+                if srv.stop.wait(1.0):
+                    return
+                try:
+                    self.wfile.write(bytes([byte]))
+                except OSError:  # doctor gave up and closed the connection
+                    return
+            return
+        body = b"{}"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Docker-Distribution-Api-Version", "registry/2.0")
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def misbehaving(request: pytest.FixtureRequest) -> Iterator[_Misbehaving]:
+    srv = _Misbehaving(request.param)
+    t = threading.Thread(target=srv.serve_forever, name="misbehaving", daemon=True)
+    t.start()
+    try:
+        yield srv
+    finally:
+        srv.stop.set()
+        srv.shutdown()
+        srv.server_close()
+        t.join(5)
+
+
+@pytest.mark.parametrize(("misbehaving", "failing", "touching"), [
+    ("v2", "registry_api", ("tls", "registry_api")),
+    ("manifest", "manifest", ("tls", "registry_api", "manifest")),
+    ("hole", "registry_api", ("tls", "registry_api")),
+], ids=["trickle-v2", "trickle-manifest", "black-hole"], indirect=["misbehaving"])
+def test_trickling_or_silent_registry_is_bounded(bed: Bed, misbehaving: _Misbehaving,
+                                                 failing: str, touching: tuple[str, ...]
+                                                 ) -> None:
+    bound = CHECK_LIMIT * len(touching) + 5  # + the CLI's start and the daemon checks
+    run = bed.doctor(f"{misbehaving.address}/team/app:1", timeout=bound + 25)
+    assert run.seconds < bound, run.seconds
+    assert run.code == 1
+    assert run.status("tcp") == "pass"
+    check = run.checks[failing]
+    assert check["status"] == "fail" and "timed out" in check["detail"], check
+    assert check["hint"]
+    assert run.status("platform") == "skip"
+    assert misbehaving.requests  # it really was asked
+    human = bed.doctor(f"{misbehaving.address}/team/app:1", json_out=False,
+                       timeout=bound + 25)
+    assert human.seconds < bound and human.code == 1
+
+
+# ---------------------------------------------------------------------------------------
+# secrets: proxy passwords in daemon.json (defect 3), references with secret-like words
+# (defect 15)
+
+PROXY_PASSWORD = "Px-" + secrets.token_hex(6)
+
+
+def test_daemon_json_proxy_passwords_never_shown(bed: Bed, registry: tb.Registry,
+                                                 pushed: tb.Pushed) -> None:
+    forms = {
+        "http-proxy": f"http://bob:a/b {PROXY_PASSWORD}@proxy.invalid:3128",
+        "https-proxy": f"socks5://bob:p@{PROXY_PASSWORD}@proxy.invalid:1080",
+        "ftp-proxy": f"bob:{PROXY_PASSWORD}@proxy.invalid:3128",
+        "all-proxy": f"http://{PROXY_PASSWORD}@proxy.invalid:3128",
+        "no-proxy": "localhost,127.0.0.1",
+    }
+    (bed.root / "daemon.json").write_text(json.dumps({"proxies": forms}))
+    for json_out in (True, False):
+        run = bed.doctor(pushed.ref, json_out=json_out)
+        assert PROXY_PASSWORD not in run.out + run.err
+        assert "bob" not in run.out + run.err
+        assert "proxy.invalid:3128" in run.out
+    run = bed.doctor(pushed.ref)
+    dc = run.checks["daemon_config"]
+    assert "'http-proxy': 'http://***@proxy.invalid:3128'" in dc["detail"], dc
+    assert "'all-proxy': 'http://***@proxy.invalid:3128'" in dc["detail"], dc
+
+
+@pytest.mark.parametrize("path", ["rt/secret:1.0", "team/token:v2", "auth/password:3"])
+def test_reference_with_secret_words_keeps_its_tag(bed: Bed, registry: tb.Registry,
+                                                   path: str) -> None:
+    ref = registry.ref(*path.split(":"))
+    run = bed.doctor(ref)
+    assert run.status("reference") == "pass"
+    assert run.checks["reference"]["detail"].startswith(f"{ref}: ")
+    assert f"tag {path.split(':')[1]}" in run.checks["reference"]["detail"]
+    m = run.checks["manifest"]
+    assert m["status"] == "fail" and path.split(":")[0] in m["detail"]
+    assert f"no tag {path.split(':')[1]}" in m["detail"] and "***" not in run.out
+
+
+# ---------------------------------------------------------------------------------------
+# platforms: doctor and the puller give the same answer (issue 12)
+
+
+@pytest.mark.parametrize(("want", "arch", "variant"), [
+    ("linux/arm64/v8", "arm64", None),
+    ("linux/arm/v7", "arm", None),
+    ("linux/aarch64", "arm64", None),
+    ("linux/arm64", "arm64", "v8"),
+], ids=["arm64-v8", "arm-v7", "aarch64", "arm64-image-v8"])
+def test_doctor_and_puller_agree_on_platform(bed: Bed, registry: tb.Registry, want: str,
+                                             arch: str, variant: str | None) -> None:
+    tag = f"{want.replace('/', '-')}-{arch}-{variant or 'none'}-{os.getpid()}"
+    ref = registry.ref("team/plat", tag)
+    tb.make_platform_image(ref, "linux", arch, variant=variant)
+    app = bed.app("plat", ref, f'platform = "{want}"\n')
+    run = bed.doctor(app)
+    assert run.status("platform") == "pass", run.checks["platform"]
+    env = {**bed.env, "PULLUNIT_RUNTIME_DIR": str(bed.root / "run"),
+           "PULLUNIT_STATE_DIR": str(bed.root / "state")}
+    pull = subprocess.run([PULLUNIT, "pull", app, "--config-dir", str(bed.cfg), "--json"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert pull.returncode == 0, pull.stdout + pull.stderr
+    assert json.loads(pull.stdout)["ready"] is True
+    again = bed.doctor(app)  # the image is local now: the same verdict for it
+    assert again.status("local_image") == "pass", again.checks["local_image"]

@@ -14,38 +14,54 @@ import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pullunit import doctor
-from pullunit.doctor import (
-    Challenge,
-    Check,
+from pullunit.dockerconf import (
+    DaemonJson,
     DaemonJsonError,
-    Platform,
-    Status,
-    cert_info,
-    clock_skew,
-    config_platform,
-    describe_cert,
-    disk_status,
     is_insecure,
-    manifest_platforms,
     parse_daemon_json,
     parse_env_file,
     parse_environment,
-    parse_www_authenticate,
-    pick_challenge,
-    platform_matches,
+    proxy_env,
     proxy_for,
+    redact_url,
     registry_config_from_entries,
     registry_config_from_info,
-    registry_errors,
     registry_host,
     registry_port,
-    skew_status,
-    token_url,
 )
+from pullunit.doctor import checklist
+from pullunit.doctor import daemon as doctor_daemon
+from pullunit.doctor import host as doctor_host
+from pullunit.doctor.context import Context, Daemon
+from pullunit.doctor.model import Check, Options, Status, Target
+from pullunit.doctor.scrub import scrub, scrub_text
+from pullunit.doctor.verdicts import (
+    clock_skew,
+    config_platform,
+    disk_status,
+    manifest_platforms,
+    skew_status,
+)
+from pullunit.platform import Platform
+from pullunit.platform import matches as platform_matches
+from pullunit.reference import parse_reference
+from pullunit.regclient import (
+    Challenge,
+    Deadline,
+    WatchdogTimeout,
+    human_bytes,
+    parse_www_authenticate,
+    pick_challenge,
+    registry_errors,
+    token_url,
+    with_timeout,
+)
+from pullunit.x509info import cert_info, describe_cert
 
 from .conftest import cli_env, run_cli
 
@@ -76,11 +92,11 @@ def test_failed() -> None:
 
 
 def test_options_from_env() -> None:
-    o = doctor.Options.from_env({})
+    o = Options.from_env({})
     assert o.certs_d == Path("/etc/docker/certs.d")
     assert o.daemon_json == Path("/etc/docker/daemon.json")
     assert o.timeout <= 3
-    o = doctor.Options.from_env({"PULLUNIT_DOCKER_CERTS_D": "/tmp/c",
+    o = Options.from_env({"PULLUNIT_DOCKER_CERTS_D": "/tmp/c",
                                  "PULLUNIT_DOCKER_DAEMON_JSON": "/tmp/d.json"})
     assert o.certs_d == Path("/tmp/c") and o.daemon_json == Path("/tmp/d.json")
 
@@ -154,8 +170,8 @@ def test_parse_daemon_json() -> None:
     assert dj.insecure == ("10.0.0.0/8", "reg.lan:5000")
     assert dict(dj.proxies) == {"https-proxy": "http://proxy:3128", "no-proxy": "localhost"}
     assert dj.dns == ("10.0.0.2",)
-    assert parse_daemon_json("") == doctor.DaemonJson()
-    assert parse_daemon_json("{}") == doctor.DaemonJson()
+    assert parse_daemon_json("") == DaemonJson()
+    assert parse_daemon_json("{}") == DaemonJson()
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -275,7 +291,7 @@ def test_parse_environment_and_files() -> None:
     assert env == {"HTTP_PROXY": "http://p:3128", "NO_PROXY": "a,b", "X": "1=2"}
     text = '# proxies\nHTTPS_PROXY="http://p:3128"\n\n; other\nno_proxy=localhost\nbad line\n'
     assert parse_env_file(text) == {"HTTPS_PROXY": "http://p:3128", "no_proxy": "localhost"}
-    assert doctor.proxy_env({"https_proxy": "x", "HTTP_PROXY": "y", "PATH": "/bin"}) == {
+    assert proxy_env({"https_proxy": "x", "HTTP_PROXY": "y", "PATH": "/bin"}) == {
         "HTTP_PROXY": "y", "HTTPS_PROXY": "x"}
 
 
@@ -385,9 +401,9 @@ def test_disk_status(free: int, total: int, ifree: int, itotal: int, status: Sta
 
 
 def test_human_bytes() -> None:
-    assert doctor.human_bytes(512) == "512 B"
-    assert doctor.human_bytes(1536) == "1.5 KiB"
-    assert doctor.human_bytes(3 * GiB) == "3.0 GiB"
+    assert human_bytes(512) == "512 B"
+    assert human_bytes(1536) == "1.5 KiB"
+    assert human_bytes(3 * GiB) == "3.0 GiB"
 
 
 # ---------------------------------------------------------------------------------------
@@ -452,13 +468,13 @@ def test_cert_info_rejects_garbage() -> None:
 
 
 def test_with_timeout() -> None:
-    assert doctor.with_timeout(lambda: 42, 1.0, "answer") == 42
+    assert with_timeout(lambda: 42, 1.0, "answer") == 42
     empty: dict[str, int] = {}
     with pytest.raises(KeyError):
-        doctor.with_timeout(lambda: empty["x"], 1.0, "lookup")
+        with_timeout(lambda: empty["x"], 1.0, "lookup")
     started = time.monotonic()
-    with pytest.raises(doctor.WatchdogTimeout, match="sleep did not finish within 0 s"):
-        doctor.with_timeout(lambda: time.sleep(5), 0.2, "sleep")
+    with pytest.raises(WatchdogTimeout, match="sleep did not finish within 0 s"):
+        with_timeout(lambda: time.sleep(5), 0.2, "sleep")
     assert time.monotonic() - started < 1.0
 
 
@@ -483,9 +499,223 @@ def test_broken_named_app_is_a_config_error(config_dir: Path) -> None:
 
 def test_basic_auth_header_is_never_shown() -> None:
     # The scrubber gets the encoded form too (it is what a header would carry).
-    d = doctor._Doctor(doctor.Target("127.0.0.1:1/a:b"), doctor.Options())
     secret = base64.b64encode(b"user:s3cret").decode()
-    d.f.secrets = ["s3cret", secret]
-    c = d._scrub(Check("manifest", Status.FAIL, f"sent Basic {secret} and s3cret",
-                       "password=s3cret"))
+    c = scrub(Check("manifest", Status.FAIL, f"sent Basic {secret} and s3cret",
+                    "password=s3cret"), ["s3cret", secret])
     assert "s3cret" not in c.detail + c.hint and secret not in c.detail
+
+
+# ---------------------------------------------------------------------------------------
+# proxies are shown without their credentials (issue 14, defect 3): parsed, not matched
+
+PROXY_SECRET = "Zq9-s3cr3t"
+# (the value as configured, what is shown, the part that must never be shown)
+PROXY_FORMS = [
+    (f"http://bob:{PROXY_SECRET}@proxy.lan:3128", "http://***@proxy.lan:3128", PROXY_SECRET),
+    (f"http://bob:pa/ss{PROXY_SECRET}@proxy.lan:3128", "http://***@proxy.lan:3128",
+     f"ss{PROXY_SECRET}"),
+    (f"http://bob:pa ss{PROXY_SECRET}@proxy.lan:3128", "http://***@proxy.lan:3128",
+     f"ss{PROXY_SECRET}"),
+    (f"socks5://bob:{PROXY_SECRET}@proxy.lan:1080", "socks5://***@proxy.lan:1080",
+     PROXY_SECRET),
+    (f"bob:{PROXY_SECRET}@proxy.lan:3128", "***@proxy.lan:3128", PROXY_SECRET),
+    (f"http://{PROXY_SECRET}@proxy.lan:3128", "http://***@proxy.lan:3128", PROXY_SECRET),
+    (f"http://bob:p@{PROXY_SECRET}@proxy.lan:3128", "http://***@proxy.lan:3128",
+     f"@{PROXY_SECRET}"),
+    (f"https://bob:{PROXY_SECRET}@proxy.lan", "https://***@proxy.lan", PROXY_SECRET),
+    (f"HTTP://bob:{PROXY_SECRET}@proxy.lan:3128/", "HTTP://***@proxy.lan:3128/", PROXY_SECRET),
+    (f"http://bob:{PROXY_SECRET}%40x@proxy.lan", "http://***@proxy.lan", PROXY_SECRET),
+    (f"http://bob:{PROXY_SECRET}:x@[fd00::1]:3128", "http://***@[fd00::1]:3128",
+     PROXY_SECRET),
+    ("http://proxy.lan:3128", "http://proxy.lan:3128", ""),
+    ("proxy.lan:3128", "proxy.lan:3128", ""),
+    ("localhost,.lan,10.0.0.0/8", "localhost,.lan,10.0.0.0/8", ""),
+]
+PROXY_IDS = ["user-password", "slash", "space", "socks5", "no-scheme", "token-only",
+             "at-in-password", "https", "upper-scheme", "percent-encoded", "ipv6-host",
+             "no-credentials", "no-scheme-no-credentials", "no-proxy-list"]
+
+
+@pytest.mark.parametrize(("value", "shown", "secret"), PROXY_FORMS, ids=PROXY_IDS)
+def test_redact_url(value: str, shown: str, secret: str) -> None:
+    assert redact_url(value) == shown
+    if secret:
+        assert secret not in redact_url(value) and "bob" not in redact_url(value)
+    assert redact_url(shown) == shown  # idempotent
+
+
+def _context(tmp_path: Path, ref: str | None = None, **options: Any) -> Context:
+    ctx = Context(None if ref is None else Target(ref),
+                  Options(daemon_json=tmp_path / "daemon.json", **options))
+    if ref is not None:
+        ctx.ref = parse_reference(ref)
+    ctx.deadline = Deadline.after(3)
+    return ctx
+
+
+def _shown(check: Check) -> str:
+    return check.detail + check.hint + json.dumps(check.to_json())
+
+
+@pytest.mark.parametrize(("value", "shown", "secret"),
+                         [f for f in PROXY_FORMS if f[2]], ids=PROXY_IDS[:11])
+def test_daemon_config_never_shows_proxy_credentials(tmp_path: Path, value: str, shown: str,
+                                                     secret: str) -> None:
+    (tmp_path / "daemon.json").write_text(json.dumps(
+        {"proxies": {"http-proxy": value, "https-proxy": value, "no-proxy": "localhost"}}))
+    ctx = _context(tmp_path, "registry.example.com/team/app:1")
+    c = doctor_daemon.daemon_config(ctx)
+    assert secret not in _shown(c) and "bob" not in _shown(c)
+    assert shown in c.detail
+    # the running daemon's proxies (its process environment), shown the same way
+    ctx.daemon = Daemon(api=None, version={"Version": "24.0.7"}, platform="linux/amd64",
+                        info={"HttpProxy": value, "HttpsProxy": value, "NoProxy": "x"})
+    c = doctor_daemon.daemon_config(ctx)
+    assert secret not in _shown(c) and "bob" not in _shown(c)
+    assert f"the running daemon uses proxies {{'HTTP_PROXY': '{shown}'" in c.detail
+
+
+@pytest.mark.parametrize(("value", "shown", "secret"),
+                         [f for f in PROXY_FORMS if f[2]], ids=PROXY_IDS[:11])
+def test_docker_service_proxy_never_shows_credentials(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str, shown: str,
+        secret: str) -> None:
+    """docker.service's Environment=/EnvironmentFile= (read over D-Bus: faked here; the
+    e2e tier reads a real one) and the running daemon's proxies."""
+    from pullunit import systemd
+
+    monkeypatch.setattr(systemd, "booted", lambda: True)
+    env = {"HTTPS_PROXY": value, "http_proxy": value, "NO_PROXY": "localhost"}
+    monkeypatch.setattr(doctor_host, "_docker_service_env",
+                        lambda: (env, ["/etc/default/docker"]))
+    ctx = _context(tmp_path, "registry.example.com/team/app:1")
+    ctx.daemon = Daemon(api=None, version={}, platform="linux/amd64",
+                        info={"HttpsProxy": "http://xxxxx:xxxxx@elsewhere:3128"})
+    c = doctor_host.proxy(ctx)
+    assert c.status is Status.WARN
+    assert secret not in _shown(c) and "bob" not in _shown(c)
+    assert f"HTTPS_PROXY={shown}" in c.detail
+    assert f"through {shown}" in c.detail and f"curl -x {shown} " in c.hint
+    assert "differ" in c.detail
+
+
+def test_docker_service_proxy_same_as_daemon_when_only_credentials_are_masked(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # dockerd reports its proxies with the credentials masked (xxxxx:xxxxx@): not a drift
+    from pullunit import systemd
+
+    monkeypatch.setattr(systemd, "booted", lambda: True)
+    monkeypatch.setattr(doctor_host, "_docker_service_env", lambda: (
+        {"HTTPS_PROXY": f"http://bob:{PROXY_SECRET}@proxy.lan:3128"}, []))
+    ctx = _context(tmp_path)
+    ctx.daemon = Daemon(api=None, version={}, platform="linux/amd64",
+                        info={"HttpsProxy": "http://xxxxx:xxxxx@proxy.lan:3128"})
+    c = doctor_host.proxy(ctx)
+    assert c.status is Status.PASS, c
+    assert PROXY_SECRET not in _shown(c)
+
+
+# ---------------------------------------------------------------------------------------
+# scrubbing removes credentials, never parts of an image reference (defect 15)
+
+
+@pytest.mark.parametrize("ref", [
+    "127.0.0.1:5000/rt/secret:1.0", "registry.example.com/team/token:v2",
+    "auth:latest", "password:1", "team/passwd:2", "ghcr.io/o/auth-service:secret",
+    "reg.lan/token/secret:password", "reg.lan/a/secret@sha256:" + "a" * 64,
+    "reg.lan/secret_token:auth",
+])
+def test_scrub_keeps_image_references(ref: str) -> None:
+    for text in (ref, f"{ref}: repository x, tag y", f"GET http://reg/v2/{ref}/manifests/x",
+                 f"pull access denied for {ref}: token: {ref}"):
+        assert scrub_text(text, ["s3cret-value"]) == text
+
+
+@pytest.mark.parametrize(("text", "secret"), [
+    ("Authorization: Bearer eyJhbGciOi.abc.def", "eyJhbGciOi.abc.def"),
+    ("authorization: Basic YWxpY2U6czNjcmV0", "YWxpY2U6czNjcmV0"),
+    ("Proxy-Authorization: Basic YWxpY2U6czNjcmV0", "YWxpY2U6czNjcmV0"),
+    ('{"username": "alice", "password": "hunter2x"}', "hunter2x"),
+    ('{"auth": "YWxpY2U6aHVudGVyMng="}', "YWxpY2U6aHVudGVyMng="),
+    ('{"identitytoken": "idt-123456"}', "idt-123456"),
+    ("POST grant_type=refresh_token&refresh_token=rt-98765&client_id=x", "rt-98765"),
+    ("GET /token?access_token=at-5555 failed", "at-5555"),
+    ("password=hunter2x", "hunter2x"),
+    ("connect via http://alice:hunter2x@proxy.lan:3128 failed", "hunter2x"),
+    ("connect via https://alice:hu/nter@proxy.lan failed", "hu/nter"),
+    ("connect via socks5://alice:p@ss@proxy.lan failed", "p@ss"),
+    ("tcp://tok3n-only@docker.lan:2376 refused", "tok3n-only"),
+])
+def test_scrub_removes_credentials(text: str, secret: str) -> None:
+    assert secret not in scrub_text(text)
+    assert "***" in scrub_text(text)
+
+
+def test_scrub_known_secrets_longest_first() -> None:
+    assert scrub_text("a s3cret and s3cret-longer", ["s3cret", "s3cret-longer", ""]) == \
+        "a *** and ***"
+
+
+# ---------------------------------------------------------------------------------------
+# the checklist table and its loop
+
+
+def test_checklist_is_the_one_order() -> None:
+    ids = [s.id for s in checklist.CHECKLIST]
+    assert tuple(ids) == doctor.CHECKS
+    for i, step in enumerate(checklist.CHECKLIST):
+        assert all(n in ids[:i] for n in step.needs), step  # only earlier checks
+    host_only = [s.id for s in checklist.CHECKLIST if not s.image]
+    assert host_only == ["daemon", "disk", "daemon_config", "proxy"]
+
+
+def test_checklist_loop_skips_with_the_first_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    def step(check_id: str, status: Status, **kw: Any) -> checklist.Step:
+        return checklist.Step(check_id, lambda ctx: Check(check_id, status, "ran", "fix"), **kw)
+
+    def broken(ctx: Context) -> Check:
+        raise KeyError("bug")
+
+    def set_ref(ctx: Context) -> Check:
+        ctx.ref = parse_reference("reg.lan:5000/team/app:1")
+        ctx.secrets.append("s3cret")
+        return Check("ref", Status.PASS, "has s3cret")
+
+    monkeypatch.setattr(checklist, "CHECKLIST", (
+        checklist.Step("ref", set_ref),
+        step("a", Status.FAIL, blocks="no TCP connection to {registry}"),
+        step("b", Status.PASS, needs=("a",)),
+        step("c", Status.PASS, needs=("b",)),
+        step("d", Status.SKIP, image=False),  # skipped by itself: blocks nothing
+        step("e", Status.PASS, needs=("d",)),
+        checklist.Step("f", broken, needs=("d",)),
+        step("g", Status.PASS, needs=("f",)),
+        step("h", Status.PASS, needs=("e", "c")),
+    ))
+    got = [(c.check, c.status, c.detail) for c in checklist.diagnose(
+        Target("reg.lan:5000/team/app:1"), Options(timeout=1))]
+    assert got == [
+        ("ref", Status.PASS, "has ***"),
+        ("a", Status.FAIL, "ran"),
+        ("b", Status.SKIP, "skipped: no TCP connection to reg.lan:5000"),
+        ("c", Status.SKIP, "skipped: no TCP connection to reg.lan:5000"),
+        ("d", Status.SKIP, "ran"),
+        ("e", Status.PASS, "ran"),
+        ("f", Status.FAIL, "internal error: KeyError: 'bug'"),
+        ("g", Status.SKIP, "skipped: f failed"),
+        ("h", Status.SKIP, "skipped: no TCP connection to reg.lan:5000"),
+    ]
+    host_only = [c.check for c in checklist.diagnose(None, Options(timeout=1))]
+    assert host_only == ["d"]  # only the step that needs no image
+
+
+def test_doctor_errors_are_pullunit_errors() -> None:
+    """One error root: cli.main turns these into their exit code like any other."""
+    from pullunit.errors import ExitCode, PullunitError
+
+    e = WatchdogTimeout("lookup of x did not finish within 3 s")
+    assert isinstance(e, PullunitError) and isinstance(e, TimeoutError)
+    assert e.exit_code is ExitCode.UNAVAILABLE and str(e) == e.message
+    with pytest.raises(PullunitError, match="not valid JSON"):
+        parse_daemon_json("{", "daemon.json")
+    assert issubclass(DaemonJsonError, PullunitError)

@@ -1,0 +1,91 @@
+"""Doctor's pure judgements: manifest platforms, clock skew, disk and certificate limits."""
+
+from __future__ import annotations
+
+import email.utils
+from collections.abc import Mapping
+from datetime import UTC
+from typing import Any
+
+from ..platform import Platform
+from .model import Status
+
+MANIFEST_TYPES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+)
+MEDIA_NAMES = {
+    "application/vnd.oci.image.index.v1+json": "OCI image index",
+    "application/vnd.docker.distribution.manifest.list.v2+json": "Docker manifest list",
+    "application/vnd.docker.distribution.manifest.v2+json": "Docker image manifest v2",
+    "application/vnd.oci.image.manifest.v1+json": "OCI image manifest",
+    "application/vnd.docker.distribution.manifest.v1+prettyjws": "schema 1 manifest",
+}
+
+
+def manifest_platforms(manifest: Mapping[str, Any]) -> list[Platform] | None:
+    """The platforms of an image index / manifest list, as written; None for a single
+    manifest. Attestation entries (unknown/unknown) are left out."""
+    entries = manifest.get("manifests")
+    if not isinstance(entries, list):
+        return None
+    out = []
+    for m in entries:
+        p = m.get("platform") if isinstance(m, dict) else None
+        if not isinstance(p, dict):
+            continue
+        plat = Platform(str(p.get("os", "")), str(p.get("architecture", "")),
+                        str(p.get("variant") or ""))
+        if plat.os != "unknown":
+            out.append(plat)
+    return out
+
+
+def config_platform(config: Mapping[str, Any]) -> Platform:
+    """The platform recorded in an image config blob (or a schema 1 manifest)."""
+    return Platform(str(config.get("os") or "linux"), str(config.get("architecture", "")),
+                    str(config.get("variant") or ""))
+
+
+def clock_skew(date_header: str, sent: float, received: float) -> float | None:
+    """Seconds the registry's clock is ahead of ours (negative: behind), comparing its
+    Date header with the middle of our request. Date is truncated to whole seconds, so
+    the server's time was half a second later on average."""
+    try:
+        server = email.utils.parsedate_to_datetime(date_header)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if server.tzinfo is None:
+        server = server.replace(tzinfo=UTC)
+    return server.timestamp() + 0.5 - (sent + received) / 2
+
+
+SKEW_WARN = 30.0  # tokens carry iat/nbf; registries allow little leeway
+SKEW_FAIL = 300.0  # certificates, tokens and the daemon's logs stop making sense
+
+
+def skew_status(skew: float) -> Status:
+    a = abs(skew)
+    return Status.FAIL if a >= SKEW_FAIL else Status.WARN if a >= SKEW_WARN else Status.PASS
+
+
+DISK_FAIL_BYTES = 1 * 2**30
+DISK_WARN_FRACTION = 0.10
+INODE_FAIL_FRACTION = 0.01
+INODE_WARN_FRACTION = 0.05
+
+
+def disk_status(free: int, total: int, ifree: int, itotal: int) -> Status:
+    """Fail under 1 GiB or 1 % of inodes free; warn under 10 % of space or 5 % of inodes.
+    Filesystems without an inode limit (btrfs) report 0 inodes and are judged on space."""
+    inode_fraction = ifree / itotal if itotal > 0 else 1.0
+    if free < DISK_FAIL_BYTES or inode_fraction < INODE_FAIL_FRACTION:
+        return Status.FAIL
+    if (total > 0 and free / total < DISK_WARN_FRACTION) or inode_fraction < INODE_WARN_FRACTION:
+        return Status.WARN
+    return Status.PASS
+
+
+CERT_WARN_DAYS = 14
