@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from pullunit import paths
+from pullunit.config import APP_NAME_MAX
 from pullunit.errors import ExitCode, PullunitError
 from pullunit.generate import generate, marker_source
 from pullunit.render import UnitFile
@@ -103,12 +104,61 @@ def test_a_failed_write_leaves_the_old_file_and_no_temp_file(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", no_space)
-    with pytest.raises(PullunitError) as e:
-        generate(config_dir, output_dir, executable=EXE)
-    assert e.value.exit_code == ExitCode.IOERR
-    assert "No space left on device" in e.value.message
+    result = generate(config_dir, output_dir, executable=EXE)
+    [error] = result.errors
+    assert error.exit_code == ExitCode.IOERR
+    assert "No space left on device" in error.message
+    assert result.apps == []  # not generated, so not enabled or started either
     assert (output_dir / "web.service").read_bytes() == before
     assert sorted(p.name for p in output_dir.iterdir()) == ["web-pull.service", "web.service"]
+
+
+def test_a_unit_that_cannot_be_written_costs_only_its_own_app(
+        config_dir: Path, output_dir: Path, write_app: Callable[..., Path]) -> None:
+    """Defect 7: one app's OSError (here a directory where its unit goes) used to end the
+    run with 74 before the apps after it got their units."""
+    for name in ("a", "b", "c"):
+        write_app(name)
+    (output_dir / "b-pull.service").mkdir()
+    proc = run_cli("generate", "--config-dir", config_dir, "--output-dir", output_dir)
+    assert proc.returncode == ExitCode.IOERR, proc.stderr
+    assert f"Cannot write {output_dir / 'b-pull.service'}: Is a directory" in proc.stderr
+    assert unit_names(output_dir) == ["a-pull.service", "a.service", "c-pull.service",
+                                      "c.service"]
+    assert_no_traceback(proc.stderr)
+    assert [p.name for p in output_dir.iterdir() if p.name.startswith(".")] == []
+
+
+def test_write_errors_outrank_config_errors_in_the_exit_status(
+        config_dir: Path, output_dir: Path, write_app: Callable[..., Path]) -> None:
+    write_app("a", MINIMAL + "[run]\nportz = []\n")
+    write_app("b")
+    (output_dir / "b.service").mkdir()
+    write_app("c")
+    proc = run_cli("generate", "--config-dir", config_dir, "--output-dir", output_dir)
+    assert proc.returncode == ExitCode.IOERR, proc.stderr
+    assert "run.portz: unknown key" in proc.stderr
+    assert unit_names(output_dir) == ["b-pull.service", "c-pull.service", "c.service"]
+
+
+def test_the_longest_app_name_gets_its_units(config_dir: Path, output_dir: Path,
+                                             write_app: Callable[..., Path]) -> None:
+    """Defect 7: a 242-character name passed validate, but generate's temp file
+    .NAME-pull.service.<12 hex>.new is 273 bytes: exit 74 and no app got units. The
+    limit is now 224, and a name of exactly 224 is written."""
+    longest = "n" * APP_NAME_MAX
+    write_app(longest, MINIMAL + "[run]\nname = 'long'\n")
+    write_app("web")
+    proc = run_cli("generate", "--config-dir", config_dir, "--output-dir", output_dir)
+    assert proc.returncode == 0, proc.stderr
+    assert unit_names(output_dir) == sorted([f"{longest}-pull.service", f"{longest}.service",
+                                             "web-pull.service", "web.service"])
+    write_app("n" * (APP_NAME_MAX + 1), MINIMAL + "[run]\nname = 'longer'\n")
+    proc = run_cli("generate", "--config-dir", config_dir, "--output-dir", output_dir)
+    assert proc.returncode == ExitCode.CONFIG, proc.stderr
+    assert f"must be 1 to {APP_NAME_MAX} characters" in proc.stderr
+    assert len(unit_names(output_dir)) == 4
+    assert_no_traceback(proc.stderr)
 
 
 def test_output_dir_is_created(config_dir: Path, tmp_path: Path,
