@@ -282,6 +282,13 @@ SYNTAX = [
     ("duplicate-key", BASE + 'ref = "x:1"\n', "Cannot overwrite a value (at line 3, column 12)"),
     ("unclosed-table", "[image\nref = 'x:1'\n", "(at line 1, column 7)"),
     ("not-utf8", b'[image]\nref = "\xff"\n', "not valid UTF-8"),
+    # defect 6: tomllib's recursion and Python's int() limit, not a crash (exit 70)
+    ("array-nested-1000-deep", BASE + "[run]\ncommand = " + "[" * 1000 + "]" * 1000 + "\n",
+     "arrays or tables are nested too deeply"),
+    ("inline-table-nested-1000-deep", BASE + "x = " + "{a = " * 1000 + "1" + "}" * 1000 + "\n",
+     "arrays or tables are nested too deeply"),
+    ("integer-5000-digits", BASE + "[pull]\nkeep = 1" + "0" * 5000 + "\n",
+     "a number has too many digits"),
 ]
 
 
@@ -535,3 +542,79 @@ def test_every_file_named_after_the_longest_app_name_can_be_written(
     proc = run_cli("init", name, "--image", "nginx:1", "--config-dir", init_dir)
     assert proc.returncode == 0, proc.stderr
     assert (init_dir / f"{name}.toml").exists()
+
+
+# --- lock files (defect 17) ----------------------------------------------------------------
+
+DIGEST = "sha256:" + "a" * 64
+GOOD_LOCK = f'[lock]\nref = "nginx:1.25"\ndigest = "{DIGEST}"\nsource = "pin"\nat = "2026"\n'
+BAD_LOCKS = [
+    ("not-toml", "[lock\n", "Cannot read {lock}: "),
+    ("an-app-config", BASE, "{lock}: this is an app config, not a lock file: web.lock.toml "
+     "is where 'pullunit pin' keeps the lock of app 'web'; rename it"),
+    ("nested-1000-deep", "[lock]\nref = " + "[" * 1000 + "]" * 1000 + "\n",
+     "Cannot read {lock}: arrays or tables are nested too deeply"),
+    ("5000-digit-integer", "[lock]\nat = 1" + "0" * 5000 + "\n",
+     "Cannot read {lock}: a number has too many digits"),
+    ("not-utf8", b"[lock]\nref = '\xff'\n", "Cannot read {lock}: "),
+    ("digest-trailing-newline", GOOD_LOCK.replace(f'"{DIGEST}"', f'"{DIGEST}\\n"'),
+     "{lock}: lock.digest: "),
+    ("unknown-key", GOOD_LOCK + "extra = 'x'\n", "{lock}: lock.extra: unknown key"),
+    ("missing-key", GOOD_LOCK.replace('source = "pin"\n', ""),
+     "{lock}: lock.source: required string"),
+    ("two-tables", GOOD_LOCK + "[other]\n", "{lock}: expected exactly one table [lock]"),
+]
+
+
+@pytest.mark.parametrize(("content", "expected"), [c[1:] for c in BAD_LOCKS],
+                         ids=[c[0] for c in BAD_LOCKS])
+def test_validate_and_generate_name_a_bad_lock_file(content: str | bytes, expected: str,
+                                                   config_dir: Path, tmp_path: Path) -> None:
+    """Validate used to pass and the puller then exited 78; now validate fails on it, and
+    generate writes the units (they never contain the digest) but names the lock file
+    and exits 78, never 70. The other app is unaffected."""
+    _write(config_dir, "web", BASE)
+    _write(config_dir, "other", BASE + "[run]\nname = 'other'\n")
+    lock = config_dir / "web.lock.toml"
+    if isinstance(content, bytes):
+        lock.write_bytes(content)
+    else:
+        lock.write_text(content)
+    message = expected.format(lock=lock)
+    proc = run_cli("validate", "--config-dir", config_dir)
+    assert proc.returncode == 78, proc.stderr
+    assert message in proc.stderr
+    assert proc.stdout == f"{config_dir / 'other.toml'}: ok (other-pull.service, other.service)\n"
+    assert_no_traceback(proc.stderr)
+    proc = run_cli("validate", "--config-dir", config_dir, "web")
+    assert proc.returncode == 78 and message in proc.stderr
+    out = tmp_path / "units"
+    proc = run_cli("generate", "--config-dir", config_dir, "--output-dir", out)
+    assert proc.returncode == 78, proc.stderr
+    assert message in proc.stderr
+    assert_no_traceback(proc.stderr)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "other-pull.service", "other.service", "web-pull.service", "web.service"]
+
+
+def test_valid_lock_passes_validate(config_dir: Path) -> None:
+    _write(config_dir, "web", BASE)
+    (config_dir / "web.lock.toml").write_text(GOOD_LOCK)
+    proc = run_cli("validate", "--config-dir", config_dir)
+    assert (proc.returncode, proc.stderr) == (0, "")
+
+
+def test_lock_file_without_its_app(config_dir: Path) -> None:
+    """An app config named like a lock (web.lock.toml) is never seen as an app: validate
+    says so. A valid lock left over from a removed app is only a warning."""
+    bad = config_dir / "web.lock.toml"
+    bad.write_text(BASE)
+    (config_dir / "gone.lock.toml").write_text(GOOD_LOCK)
+    proc = run_cli("validate", "--config-dir", config_dir)
+    assert proc.returncode == 78, proc.stderr
+    assert f"{bad}: this is an app config, not a lock file" in proc.stderr
+    assert (f"{config_dir / 'gone.lock.toml'}: no app gone.toml for this lock file; it is "
+            "unused") in proc.stderr
+    bad.unlink()
+    proc = run_cli("validate", "--config-dir", config_dir)
+    assert proc.returncode == 0, proc.stderr
