@@ -381,6 +381,22 @@ def test_broken_admin_template_is_a_config_error_per_app(
     assert_no_traceback(proc.stderr)
 
 
+@pytest.mark.parametrize("broken", [
+    "[run]\nrestart_sec = 1" + "0" * 400 + "\n",
+    "[run]\ncommand = " + "[" * 1000 + "]" * 1000 + "\n",
+], ids=["400-digit-duration", "nested-1000-deep"])
+def test_generating_one_app_ignores_a_broken_neighbour(
+        broken: str, config_dir: Path, output_dir: Path,
+        write_app: Callable[..., Path]) -> None:
+    """Defect 6: `generate web` reads the other configs for their container names; one
+    that Python could not hold made it exit 70."""
+    write_app("web")
+    write_app("broken", MINIMAL + broken)
+    proc = run_cli("generate", "--config-dir", config_dir, "--output-dir", output_dir, "web")
+    assert proc.returncode == 0, proc.stderr
+    assert unit_names(output_dir) == ["web-pull.service", "web.service"]
+
+
 def test_unknown_app_on_the_command_line(config_dir: Path, output_dir: Path,
                                          write_app: Callable[..., Path]) -> None:
     write_app("web")
