@@ -35,7 +35,7 @@ class Result:
 
 
 def exit_status(errors: Iterable[PullunitError]) -> ExitCode:
-    """74 when a unit could not be written, else 78 for an invalid app, else 0."""
+    """74 when a unit could not be written or removed, else 78 for an invalid app, else 0."""
     codes = {e.exit_code for e in errors}
     if ExitCode.IOERR in codes:
         return ExitCode.IOERR
@@ -126,12 +126,17 @@ def prune(output_dir: Path, keep: set[str], result: Result, dry_run: bool) -> No
         if source is None or source.exists():
             continue  # hand-written, or its config is still there (maybe invalid right now)
         if not dry_run:
-            # Links first: once the unit is gone, glob() no longer sees dangling links.
-            for wants in output_dir.glob("*.wants"):
-                link = wants / unit.name
-                if link.is_symlink():
-                    link.unlink()
-            unit.unlink()
+            try:
+                # Links first: once the unit is gone, glob() no longer sees dangling links.
+                for wants in output_dir.glob("*.wants"):
+                    link = wants / unit.name
+                    if link.is_symlink():
+                        link.unlink()
+                unit.unlink()
+            except OSError as e:  # the next unit, and the apps already written, stand
+                result.errors.append(PullunitError(f"Cannot remove {unit}: {e.strerror or e}",
+                                                   ExitCode.IOERR))
+                continue
         result.removed.append(unit)
 
 

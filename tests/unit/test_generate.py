@@ -686,3 +686,29 @@ def test_control_character_in_a_relocated_dir_is_a_usage_error(
     assert proc.returncode == ExitCode.USAGE, proc.stderr
     assert "PULLUNIT_STATE_DIR contains control character '\\t'" in proc.stderr
     assert list(output_dir.iterdir()) == []
+
+
+def test_a_unit_that_cannot_be_pruned_is_reported(
+        config_dir: Path, output_dir: Path, write_app: Callable[..., Path],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An OSError removing one stale unit is reported (74 from the CLI) and costs nothing
+    else: the other stale units are still pruned, the live ones still written."""
+    write_app("web")
+    gone, old = write_app("gone"), write_app("old")
+    generate(config_dir, output_dir, executable=EXE)
+    gone.unlink()
+    old.unlink()
+    real_unlink = Path.unlink
+
+    def unlink(self: Path, missing_ok: bool = False) -> None:
+        if self.name == "gone.service":
+            raise OSError(30, "Read-only file system")
+        real_unlink(self, missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    result = generate(config_dir, output_dir, executable=EXE)
+    assert [e.message for e in result.errors] == [
+        f"Cannot remove {output_dir / 'gone.service'}: Read-only file system"]
+    assert sorted(p.name for p in result.removed) == [
+        "gone-pull.service", "old-pull.service", "old.service"]
+    assert unit_names(output_dir) == ["gone.service", "web-pull.service", "web.service"]
