@@ -26,24 +26,42 @@ from .reference import ImageRef, ReferenceError, parse_reference
 
 DEFAULT_CONFIG_DIR = Path("/etc/pullunit")
 LOCK_SUFFIX = ".lock.toml"
-# Unit names are at most 255 characters; the longest we derive is APP-pull.service.
-APP_NAME_MAX = 255 - len("-pull.service")
-_APP_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$")
-_CONTAINER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_UNIT_NAME = re.compile(
-    r"^[A-Za-z0-9:_.\\-]+(@[A-Za-z0-9:_.\\-]*)?"
-    r"\.(service|socket|device|mount|automount|swap|target|path|timer|slice|scope)$"
+# Every file name pullunit derives from an app name, as it is written: most go first to a
+# temp file ".NAME.<12 hex>.new" beside the target (fsutil.atomic_write). Each must fit the
+# 255 bytes of a file name; the longest, the pull unit's temp file, sets APP_NAME_MAX.
+_TEMP = ".{}.0123456789ab.new"
+_DERIVED_NAMES = (
+    _TEMP.format("{}-pull.service"), _TEMP.format("{}.service"),  # generate: the units
+    ".{}.toml.01234567", _TEMP.format("{}.lock.toml"),  # config dir: init's temp, the lock
+    _TEMP.format("{}.env"), "{}.lock",  # runtime dir: the env file, the per-app flock
+    _TEMP.format("{}.json"), "{}.corrupt-0000000000",  # state dir: state, set-aside state
+    "{}",  # the archive dir, STATE_DIR/cache/APP
 )
-_NETWORK = re.compile(r"^(?:container:)?[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
-_USER = re.compile(r"^[a-z_][a-z0-9_-]*\$?(?::[a-z_][a-z0-9_-]*\$?)?$|^[0-9]+(?::[0-9]+)?$"
-                   r"|^[a-z_][a-z0-9_-]*:[0-9]+$|^[0-9]+:[a-z_][a-z0-9_-]*$")
-_VOLUME_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+NAME_MAX = 255
+APP_NAME_MAX = NAME_MAX - max(len(n.format("")) for n in _DERIVED_NAMES)
+# A program argument (one word of an Exec*= line) is at most MAX_ARG_STRLEN = 32 pages,
+# 131072 bytes with its NUL, on Linux; a longer one fails execve() with E2BIG, so the run
+# unit would fail at every start.
+ARG_MAX_BYTES = 32 * 4096 - 1
+# All patterns below are used with fullmatch() (a "$" would let a trailing newline through)
+# and re.ASCII: Docker's grammars are ASCII, and Python's \d and \w are not.
+_APP_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]*", re.ASCII)
+_CONTAINER_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", re.ASCII)
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*", re.ASCII)
+_UNIT_NAME = re.compile(
+    r"[A-Za-z0-9:_.\\-]+(@[A-Za-z0-9:_.\\-]*)?"
+    r"\.(service|socket|device|mount|automount|swap|target|path|timer|slice|scope)", re.ASCII
+)
+_NETWORK = re.compile(r"(?:container:)?[a-zA-Z0-9][a-zA-Z0-9_.-]*", re.ASCII)
+_USER = re.compile(r"[a-z_][a-z0-9_-]*\$?(?::[a-z_][a-z0-9_-]*\$?)?|[0-9]+(?::[0-9]+)?"
+                   r"|[a-z_][a-z0-9_-]*:[0-9]+|[0-9]+:[a-z_][a-z0-9_-]*", re.ASCII)
+_VOLUME_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+", re.ASCII)
 _VOLUME_OPTS = frozenset({"ro", "rw", "z", "Z", "nocopy", "shared", "slave", "private",
                           "rshared", "rslave", "rprivate", "delegated", "cached", "consistent"})
 _PORT_SPEC = re.compile(
-    r"^(?:(?P<ip>\[[0-9a-fA-F:.]+\]|\d+\.\d+\.\d+\.\d+):)?(?:(?P<host>\d+(?:-\d+)?)?:)?"
-    r"(?P<container>\d+(?:-\d+)?)(?:/(?P<proto>tcp|udp|sctp))?$"
+    r"(?:(?P<ip>\[[0-9a-fA-F:.]+\]|[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}):)?"
+    r"(?:(?P<host>[0-9]{1,5}(?:-[0-9]{1,5})?)?:)?"
+    r"(?P<container>[0-9]{1,5}(?:-[0-9]{1,5})?)(?:/(?P<proto>tcp|udp|sctp))?", re.ASCII
 )
 # docker run flags that would break the contract of the run unit: it must stay in the
 # foreground, be named as the unit expects, and never pull.
@@ -202,6 +220,23 @@ def _list(item: Callable[[object, _Where], T]) -> Callable[[object, _Where], tup
     return parse
 
 
+def _arg_size_error(size: int, where: _Where) -> ConfigError:
+    return where.error(f"is {size} bytes; one argument of a command can be at most "
+                       f"{ARG_MAX_BYTES} bytes (Linux MAX_ARG_STRLEN), so docker run "
+                       "would fail at every start")
+
+
+def _arg(item: Callable[[object, _Where], T]) -> Callable[[object, _Where], T]:
+    """A value that becomes one word of the run unit's `docker run` command line."""
+    def parse(value: object, where: _Where) -> T:
+        parsed = item(value, where)
+        size = len(str(parsed).encode())
+        if size > ARG_MAX_BYTES:
+            raise _arg_size_error(size, where)
+        return parsed
+    return parse
+
+
 def _enum(cls: type[enum.StrEnum]) -> Callable[[object, _Where], Any]:
     def parse(value: object, where: _Where) -> Any:
         s = _string(value, where)
@@ -271,7 +306,7 @@ def _keep(value: object, where: _Where) -> int:
 
 def _container_name(value: object, where: _Where) -> str:
     s = _nonempty_string(value, where)
-    if not _CONTAINER_NAME.match(s):
+    if not _CONTAINER_NAME.fullmatch(s):
         raise where.error(f"invalid container name {s!r}; use letters, digits, '_', '.', '-'"
                           " and start with a letter or digit")
     return s
@@ -283,16 +318,20 @@ def _env_table(value: object, where: _Where) -> tuple[tuple[str, str], ...]:
     out = []
     for name, v in value.items():
         w = where.child(name)
-        if not _ENV_NAME.match(name):
+        if not _ENV_NAME.fullmatch(name):
             raise w.error(f"invalid environment variable name {name!r}; "
                           "use letters, digits and '_', not starting with a digit")
-        out.append((name, _string(v, w)))
+        word = (name, _string(v, w))
+        size = len("=".join(word).encode())  # one word: --env NAME=value
+        if size > ARG_MAX_BYTES:
+            raise _arg_size_error(size, w)
+        out.append(word)
     return tuple(out)
 
 
 def _port(value: object, where: _Where) -> str:
     s = _nonempty_string(value, where)
-    m = _PORT_SPEC.match(s)
+    m = _PORT_SPEC.fullmatch(s)
     if not m:
         raise where.error(f"malformed port spec {s!r}; expected "
                           "[IP:][HOST_PORT:]CONTAINER_PORT[/tcp|udp|sctp], e.g. \"8080:80\"")
@@ -322,7 +361,7 @@ def _volume(value: object, where: _Where) -> str:
     elif "/" in src or src.startswith("."):
         raise where.error(f"volume source {src!r} must be an absolute path or a volume name "
                           "(relative paths are not allowed)")
-    elif not _VOLUME_NAME.match(src):
+    elif not _VOLUME_NAME.fullmatch(src):
         raise where.error(f"invalid volume name {src!r}")
     if not dst.startswith("/"):
         raise where.error(f"volume destination {dst!r} must be an absolute path")
@@ -336,14 +375,14 @@ def _volume(value: object, where: _Where) -> str:
 
 def _network(value: object, where: _Where) -> str:
     s = _nonempty_string(value, where)
-    if not _NETWORK.match(s):
+    if not _NETWORK.fullmatch(s):
         raise where.error(f"invalid network {s!r}")
     return s
 
 
 def _user(value: object, where: _Where) -> str:
     s = _nonempty_string(value, where)
-    if not _USER.match(s):
+    if not _USER.fullmatch(s):
         raise where.error(f"invalid user {s!r}; expected USER, UID, USER:GROUP or UID:GID")
     return s
 
@@ -374,7 +413,7 @@ def _docker_arg(value: object, where: _Where) -> str:
 
 def _unit_name(value: object, where: _Where) -> str:
     s = _nonempty_string(value, where)
-    if not _UNIT_NAME.match(s):
+    if not _UNIT_NAME.fullmatch(s):
         raise where.error(f"invalid unit name {s!r}; expected e.g. \"postgresql.service\" "
                           "(no specifiers, no white space)")
     return s
@@ -413,16 +452,16 @@ _SCHEMA: dict[str, dict[str, _Parser]] = {
         "archive": _bool,
     },
     "run": {
-        "name": _container_name,
-        "command": _list(_string),
-        "entrypoint": _nonempty_string,
+        "name": _arg(_container_name),
+        "command": _list(_arg(_string)),
+        "entrypoint": _arg(_nonempty_string),
         "env": _env_table,
-        "env_files": _list(_abs_path),
+        "env_files": _list(_arg(_abs_path)),
         "ports": _list(_port),
-        "volumes": _list(_volume),
-        "network": _network,
-        "user": _user,
-        "docker_args": _list(_docker_arg),
+        "volumes": _list(_arg(_volume)),
+        "network": _arg(_network),
+        "user": _arg(_user),
+        "docker_args": _list(_arg(_docker_arg)),
         "restart": _enum(Restart),
         "restart_sec": _duration(),
         "stop_timeout": _duration(),
@@ -463,14 +502,19 @@ def _parse_table(table: str, raw: object, where: _Where) -> dict[str, Any]:
 def validate_app_name(name: str, file: str) -> str:
     w = _Where(file, "")
     if not name or len(name) > APP_NAME_MAX:
-        raise w.error(f"app name {name!r} must be 1 to {APP_NAME_MAX} characters")
-    if not _APP_NAME.match(name):
+        raise w.error(f"app name {name!r} must be 1 to {APP_NAME_MAX} characters: the "
+                      "longest file named after it, '.APP-pull.service.<12 hex>.new', must "
+                      f"fit the {NAME_MAX} bytes of a file name")
+    if not _APP_NAME.fullmatch(name):
         raise w.error(f"app name {name!r} (the file name) is not a valid unit name prefix; "
                       "use letters, digits, '-', '_', '.', ':' and start with a letter, "
                       "digit or '_'")
     if name.endswith("-pull"):
         raise w.error(f"app name {name!r} must not end in '-pull': its run unit would clash "
                       f"with the pull unit of app {name[:-5]!r}")
+    if name.endswith(".lock"):
+        raise w.error(f"app name {name!r} must not end in '.lock': {name}.toml is where "
+                      f"'pullunit pin' keeps the lock file of app {name[:-5]!r}")
     return name
 
 
@@ -493,7 +537,7 @@ def parse_app(name: str, data: Mapping[str, Any], path: Path) -> AppConfig:
 
     run_values = tables["run"]
     if "name" not in run_values:
-        if not _CONTAINER_NAME.match(name):
+        if not _CONTAINER_NAME.fullmatch(name):
             raise root.child("run").child("name").error(
                 f"is required: the app name {name!r} is not a valid container name")
         run_values["name"] = name
@@ -508,18 +552,28 @@ def parse_app(name: str, data: Mapping[str, Any], path: Path) -> AppConfig:
     )
 
 
-def load_app(path: Path) -> AppConfig:
-    """Read and validate one APP.toml. Raises ConfigError naming the file."""
+def read_toml(path: Path) -> dict[str, Any]:
+    """Decode a TOML file pullunit reads (an app config, a lock file). Every way it can fail
+    is a ConfigError naming the file, never a crash: not even a number too long for
+    Python's int() or nesting too deep for tomllib's recursion."""
     try:
         with open(path, "rb") as f:
-            data = tomllib.load(f)
+            return tomllib.load(f)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"Cannot read {path}: {e}") from e
     except UnicodeDecodeError as e:
         raise ConfigError(f"Cannot read {path}: not valid UTF-8 ({e.reason})") from e
+    except ValueError as e:  # int("1" + 5000 zeros): Python's integer string limit
+        raise ConfigError(f"Cannot read {path}: a number has too many digits") from e
+    except RecursionError as e:
+        raise ConfigError(f"Cannot read {path}: arrays or tables are nested too deeply") from e
     except OSError as e:
         raise ConfigError(f"Cannot read {path}: {e.strerror}") from e
-    return parse_app(app_name_of(path), data, path)
+
+
+def load_app(path: Path) -> AppConfig:
+    """Read and validate one APP.toml. Raises ConfigError naming the file."""
+    return parse_app(app_name_of(path), read_toml(path), path)
 
 
 def app_name_of(path: Path) -> str:

@@ -22,25 +22,51 @@ _UNITS: dict[str, float] = {
     "years": 31557600.0, "year": 31557600.0, "y": 31557600.0,
 }
 _UNIT_ALT = "|".join(re.escape(u) for u in sorted(_UNITS, key=len, reverse=True) if u)
+# systemd's WHITESPACE and ASCII digits only: Python's \s and \d would also take an
+# Arabic-Indic "5" (U+0665) or a no-break space, which systemd refuses ("Failed to parse
+# time value": the directive is ignored).
+_WHITESPACE = " \t\n\r"
 _COMPONENT = re.compile(
-    rf"\s*(?>(\d+(?:\.\d+)?|\.\d+))(?![.\d])\s*({_UNIT_ALT})?(?![A-Za-zµμ])")
+    rf"[{_WHITESPACE}]*(?>([0-9]+(?:\.[0-9]+)?|\.[0-9]+))(?![.0-9])[{_WHITESPACE}]*"
+    rf"({_UNIT_ALT})?(?![A-Za-zµμ])", re.ASCII)
+# The longest finite span every consumer can wait: Python's timeouts (threading.TIMEOUT_MAX)
+# and Docker's `stop --time` (a Go time.Duration) hold 2**63 - 1 nanoseconds, about 292
+# years. systemd's own limit (2**64 - 1 microseconds) is higher, so a span within this one
+# is never "Failed to parse time value" in a unit either.
+MAX_SECONDS = (2**63 - 1) // 10**9
 
 
 class DurationError(ValueError):
     pass
 
 
+def _too_long(value: object) -> DurationError:
+    # repr() of an int has a digit limit (4300); a huge one is only described
+    if isinstance(value, int) and value.bit_length() > 128:
+        shown = "(a number of more than 38 digits)"
+    else:
+        shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:37]}..."
+    return DurationError(f"duration {shown} is too long: at most {MAX_SECONDS}s (about 292 "
+                         "years), or \"infinity\" where that is allowed")
+
+
 def parse_duration(value: object) -> float:
-    """Parse a TOML value (string time span or non-negative number of seconds)."""
+    """Parse a TOML value (string time span or non-negative number of seconds).
+
+    Finite results are at most MAX_SECONDS; only the string "infinity" (or a TOML inf)
+    gives math.inf, and callers decide whether that is allowed."""
     if isinstance(value, bool):
         raise DurationError("expected a duration such as \"2s\" or \"5min\", got a boolean")
     if isinstance(value, int | float):
-        if math.isnan(value) or value < 0:
+        if value < 0 or (isinstance(value, float) and math.isnan(value)):
             raise DurationError(f"duration must be a non-negative number of seconds, got {value!r}")
+        # Compare before float(): a TOML integer of 400 digits does not fit a float.
+        if value > MAX_SECONDS and not (isinstance(value, float) and math.isinf(value)):
+            raise _too_long(value)
         return float(value)
     if not isinstance(value, str):
         raise DurationError(f"expected a duration string, got {type(value).__name__}")
-    text = value.strip()
+    text = value.strip(_WHITESPACE)
     if text == "infinity":
         return math.inf
     if not text:
@@ -56,8 +82,10 @@ def parse_duration(value: object) -> float:
             )
         total += float(m.group(1)) * _UNITS[m.group(2) or ""]
         pos = m.end()
-        while pos < len(text) and text[pos].isspace():
+        while pos < len(text) and text[pos] in _WHITESPACE:
             pos += 1
+    if total > MAX_SECONDS:  # also a float("1" + 400 zeros), which is inf
+        raise _too_long(value)
     return total
 
 

@@ -13,6 +13,9 @@ import unicodedata
 # C0 controls, DEL and C1 controls: a newline would start a new directive, and the others
 # have no business in a unit file or a container's argv.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Words systemd and a reader take as they are: ASCII only (re.ASCII besides the explicit
+# class, so that no future \w in it can let Unicode through unquoted).
+_PLAIN_WORD = re.compile(r"[A-Za-z0-9_@%+=:,./-]+", re.ASCII)
 
 
 class UnsafeValueError(ValueError):
@@ -64,10 +67,30 @@ def exec_word(word: str) -> str:
     escaped = (
         word.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%").replace("$", "$$")
     )
-    if escaped and re.fullmatch(r"[A-Za-z0-9_@%+=:,./-]+", word):
+    if escaped and _PLAIN_WORD.fullmatch(word):
         # Plain words stay unquoted so that `systemctl cat` reads naturally.
         return escaped
     return f'"{escaped}"'
+
+
+def environment_assignment(name: str, value: str) -> str:
+    """One Environment= assignment that sets exactly NAME=value.
+
+    systemd splits the value into words and unquotes them (with C escapes) first, then
+    expands specifiers; $ stays literal in Environment=.
+    """
+    check_text(value)
+    word = f"{name}={value}"
+    return '"' + word.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%") + '"'
+
+
+def path_value(path: str) -> str:
+    """An absolute path as the whole value of a directive such as EnvironmentFile=: taken
+    as it is (no unquoting) apart from %-specifiers."""
+    check_text(path)
+    if not path.startswith("/") or path != path.strip() or path.endswith("\\"):
+        raise UnsafeValueError("must be an absolute path without surrounding white space")
+    return escape_specifiers(path)
 
 
 def exec_line(argv: list[str], *, raw_at: frozenset[int] = frozenset()) -> str:

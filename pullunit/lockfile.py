@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import datetime
 import enum
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import LOCK_SUFFIX, AppConfig
+from .config import LOCK_SUFFIX, AppConfig, read_toml
 from .errors import ConfigError
 from .fsutil import atomic_write
 from .reference import DIGEST_RE, ImageRef, parse_reference
@@ -37,17 +36,28 @@ def lock_path(app: AppConfig) -> Path:
 
 
 def read(app: AppConfig) -> Lock | None:
-    path = lock_path(app)
+    """The app's lock, or None when it has none.
+
+    A lock file that exists but is not a valid lock (corrupt, hand-edited, nested too
+    deeply, really an app config) raises ConfigError naming the file, never anything
+    else: `validate` and `generate` report it as such, and the puller decides for itself
+    whether it may still start a good local image."""
+    return read_path(lock_path(app))
+
+
+def read_path(path: Path) -> Lock | None:
+    """read() for a lock file by its path, e.g. one whose app config is gone."""
     try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError:
-        return None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"Cannot read {path}: {e}") from e
-    except OSError as e:
-        raise ConfigError(f"Cannot read {path}: {e.strerror}") from e
+        data = read_toml(path)
+    except ConfigError as e:
+        if isinstance(e.__cause__, FileNotFoundError):
+            return None  # no lock: the config's own ref applies
+        raise
     table = data.get("lock")
+    if "image" in data:
+        app = path.name.removesuffix(LOCK_SUFFIX)
+        raise ConfigError(f"{path}: this is an app config, not a lock file: {path.name} is "
+                          f"where 'pullunit pin' keeps the lock of app {app!r}; rename it")
     if not isinstance(table, dict) or set(data) != {"lock"}:
         raise ConfigError(f"{path}: expected exactly one table [lock]")
     allowed = {"ref", "digest", "source", "at"}
@@ -57,7 +67,7 @@ def read(app: AppConfig) -> Lock | None:
     for key in sorted(allowed):
         if not isinstance(table.get(key), str):
             raise ConfigError(f"{path}: lock.{key}: required string")
-    if not DIGEST_RE.match(table["digest"]):
+    if not DIGEST_RE.fullmatch(table["digest"]):
         raise ConfigError(f"{path}: lock.digest: {table['digest']!r} is not sha256:<64 hex>")
     if table["source"] not in SOURCES:
         raise ConfigError(f"{path}: lock.source: expected one of {', '.join(SOURCES)}")

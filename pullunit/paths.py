@@ -28,6 +28,18 @@ def state_file(app: str) -> Path:
     return state_dir() / f"{app}.json"
 
 
+# Directories the environment can move, which the puller must find where the commands
+# that generated its unit found them.
+RELOCATABLE = ("PULLUNIT_RUNTIME_DIR", "PULLUNIT_STATE_DIR")
+
+
+def relocations() -> list[tuple[str, str]]:
+    """(variable, absolute directory) for each directory the environment moves: generate
+    bakes them into the pull unit, so the puller under systemd (cwd /, no such variable)
+    writes the env file the run unit reads and the state `pullunit status` shows."""
+    return [(v, os.path.abspath(os.environ[v])) for v in RELOCATABLE if v in os.environ]
+
+
 def pullunit_executable() -> str:
     """Absolute path of the pullunit command for the pull unit's ExecStart=."""
     override = os.environ.get("PULLUNIT_EXECUTABLE")

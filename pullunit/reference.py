@@ -15,15 +15,18 @@ _PATH_COMPONENT = rf"{_ALNUM}(?:{_SEPARATOR}{_ALNUM})*"
 _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _IPV6 = r"\[[a-fA-F0-9:]+\]"
 _DOMAIN = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|{_IPV6})(?::[0-9]+)?"
-_TAG = r"[\w][\w.-]{0,127}"
+# distribution's tag grammar is [\w][\w.-]{0,127} in Go, where \w is ASCII; Python's \w
+# would take "ténè", which the daemon refuses.
+_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
 _DIGEST = r"sha256:[0-9a-f]{64}"
 
-_DOMAIN_RE = re.compile(rf"^{_DOMAIN}$")
+# Used with fullmatch() only: "$" would also match before a trailing newline.
+_DOMAIN_RE = re.compile(_DOMAIN, re.ASCII)
 _REMAINDER = re.compile(
-    rf"^(?P<path>{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*)"
-    rf"(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?$"
-)
-DIGEST_RE = re.compile(rf"^{_DIGEST}$")
+    rf"(?P<path>{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*)"
+    rf"(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?", re.ASCII)
+# Public, so anchored for any use (match, fullmatch or search): \Z, not "$".
+DIGEST_RE = re.compile(rf"\A{_DIGEST}\Z", re.ASCII)
 
 DEFAULT_REGISTRY = "docker.io"
 NAME_TOTAL_LENGTH_MAX = 255
@@ -102,12 +105,12 @@ def parse_reference(text: str, *, require_tag_or_digest: bool = True) -> ImageRe
         first, remainder = text.split("/", 1)
         if _looks_like_domain(first):
             domain, rest = first, remainder
-    m = _REMAINDER.match(rest)
-    if not m or (domain is not None and not _DOMAIN_RE.match(domain)):
+    m = _REMAINDER.fullmatch(rest)
+    if not m or (domain is not None and not _DOMAIN_RE.fullmatch(domain)):
         hint = ""
         if any(c.isupper() for c in rest.split(":")[0].split("@")[0]):
             hint = " (repository names must be lower case)"
-        elif "@" in text and not re.search(r"@sha256:[0-9a-f]{64}$", text):
+        elif "@" in text and not re.search(r"@sha256:[0-9a-f]{64}\Z", text):
             hint = " (a digest is @sha256: followed by 64 lower-case hex digits)"
         raise ReferenceError(
             f"invalid image reference {text!r}{hint}; "

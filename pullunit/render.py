@@ -7,6 +7,7 @@ template gets ready-to-paste strings and cannot forget to quote.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,12 +16,21 @@ import jinja2
 from . import paths
 from .config import DEFAULT_CONFIG_DIR, AppConfig
 from .durations import format_timespan
-from .escape import exec_line, unit_value
+from .errors import ConfigError
+from .escape import environment_assignment, exec_line, path_value, unit_value
 
 PULL_TEMPLATE = "pull.service.j2"
 RUN_TEMPLATE = "run.service.j2"
 SYSTEM_TEMPLATE_DIR = Path("/usr/share/pullunit/templates")
 IMAGE_VARIABLE = "${PULLUNIT_IMAGE}"
+# systemd 252 reads unit files with read_line(f, LONG_LINE_MAX = 1 MiB): a line of 1 MiB or
+# more (without its newline) fails the whole unit, "No buffer space available" (ENOBUFS).
+UNIT_LINE_MAX = 1024 * 1024 - 1
+# The config key (or table) each directive is made of, for the message when a line is too long.
+_SOURCES = {
+    "Description": "unit.description", "ExecStart": "run", "Requires": "unit.requires",
+    "Wants": "unit.wants", "After": "unit.after", "WantedBy": "unit.wanted_by",
+}
 
 
 @dataclass(frozen=True)
@@ -101,7 +111,10 @@ def context(app: AppConfig, config_dir: Path, executable: str) -> dict[str, obje
         "description": unit_value(app.description),
         "pull_description": unit_value(f"Pull image for {app.name}: {app.image.ref}"),
         "pull_exec": exec_line(pull_argv(app, config_dir, executable)),
-        "env_file": str(paths.env_file(app.name)),
+        # What the puller writes (its Environment= below moves it with the runtime dir).
+        "env_file": path_value(os.path.abspath(paths.env_file(app.name))),
+        "environment": [environment_assignment(var, value)
+                        for var, value in paths.relocations()],
         "rm_exec": exec_line([paths.DOCKER, "rm", "--force", app.run.name]),
         "run_exec": exec_line(run_argv, raw_at=frozenset({image_at})),
         "stop_exec": exec_line([paths.DOCKER, "stop", "--time", str(stop_seconds),
@@ -125,5 +138,20 @@ def render_app(app: AppConfig, env: jinja2.Environment, config_dir: Path,
         text = env.get_template(template).render(ctx)
         if not text.endswith("\n"):
             text += "\n"
+        check_line_lengths(app, name, text)
         units.append(UnitFile(name, text))
     return units
+
+
+def check_line_lengths(app: AppConfig, unit: str, text: str) -> None:
+    """A unit systemd would refuse to load is a config error, found before it is written."""
+    for line in text.split("\n"):
+        size = len(line.encode())
+        if size > UNIT_LINE_MAX:
+            directive = line.split("=", 1)[0][:40]
+            key = _SOURCES.get(directive)
+            where = f"{app.path}: {key}" if key else str(app.path)
+            raise ConfigError(
+                f"{where}: {directive}= of {unit} would be a line of {size} bytes; systemd "
+                f"reads at most {UNIT_LINE_MAX} bytes per line (LONG_LINE_MAX) and would "
+                "not load the unit")

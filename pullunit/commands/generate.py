@@ -1,4 +1,9 @@
-"""pullunit generate: config dir -> unit files."""
+"""pullunit generate: config dir -> unit files.
+
+Every app is on its own: an invalid config, an invalid lock file or a unit that cannot be
+written is reported and the other apps still get their units. Exit status: 74 when a unit
+could not be written, else 78 when a config or lock file is invalid, else 0.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +15,8 @@ from pathlib import Path
 from .. import paths
 from ..cli import config_dir
 from ..config import AppConfig, resolve_app
-from ..errors import ConfigError, ExitCode
-from ..generate import generate
+from ..errors import ConfigError, PullunitError
+from ..generate import exit_status, generate
 from ..render import UnitFile
 
 log = logging.getLogger("pullunit")
@@ -20,7 +25,7 @@ log = logging.getLogger("pullunit")
 def run(args: argparse.Namespace) -> int:
     cfg = config_dir(args)
     output_dir = Path(args.output_dir) if args.output_dir else paths.DEFAULT_UNIT_DIR
-    errors: list[ConfigError] = []
+    errors: list[PullunitError] = []
     selected: list[Path] | None = None
     if args.apps:
         selected = []
@@ -45,20 +50,22 @@ def run(args: argparse.Namespace) -> int:
         if not result.written and not result.removed and not errors:
             log.info("%d app(s), units up to date in %s", len(result.apps), output_dir)
         _apply(args, result.apps)
-    _show_locks(result.apps)
-    return int(ExitCode.CONFIG) if errors else 0
+    errors += _show_locks(result.apps)
+    return int(exit_status(errors))
 
 
-def _show_locks(apps: list[AppConfig]) -> None:
+def _show_locks(apps: list[AppConfig]) -> list[ConfigError]:
     """Units never contain the digest (the puller resolves it at start), so say here
-    which apps a lock file pins."""
+    which apps a lock file pins, and report a lock file the puller cannot read."""
     from .. import lockfile
 
+    errors = []
     for app in apps:
         try:
             pin = lockfile.answer(app)
         except ConfigError as e:
-            log.warning("%s", e.message)
+            log.error("%s", e.message)
+            errors.append(e)
             continue
         lock = pin.lock
         if lock is None:
@@ -71,6 +78,7 @@ def _show_locks(apps: list[AppConfig]) -> None:
                         app.name, lockfile.lock_path(app).name, lock.ref, app.name)
         else:
             log.info("%s: %s is not used: %s", app.name, lockfile.lock_path(app).name, pin.why)
+    return errors
 
 
 def _apply(args: argparse.Namespace, apps: list[AppConfig]) -> None:

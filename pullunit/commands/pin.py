@@ -1,32 +1,46 @@
-"""pullunit pin [APP...] [--check]: resolve tags to digests into APP.lock.toml."""
+"""pullunit pin [APP...] [--check]: resolve tags to digests into APP.lock.toml.
+
+Each app is on its own: an invalid config or lock file is reported (exit 78) and the
+other apps are still pinned or checked. The exit status is the worst of: 78 for a config
+error, the failure's exit code when a tag cannot be resolved, 1 for a stale lock with
+--check, else 0. A lock file that is not a valid lock is never overwritten.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Iterator
 
 from .. import lockfile
 from ..classify import PullFailed
 from ..cli import config_dir
 from ..config import AppConfig, app_files, load_app, resolve_app
-from ..errors import ExitCode
+from ..errors import ConfigError, ExitCode
 
 log = logging.getLogger("pullunit")
 
 
-def _apps(args: argparse.Namespace) -> list[AppConfig]:
+def _apps(args: argparse.Namespace) -> Iterator[AppConfig | ConfigError]:
+    """Each app to pin, or the error that its config cannot be used."""
     cfg = config_dir(args)
-    paths = [resolve_app(cfg, a) for a in args.apps] if args.apps else app_files(cfg)
-    return [load_app(p) for p in paths]
+    for target in list(args.apps) or [str(p) for p in app_files(cfg)]:
+        try:
+            yield load_app(resolve_app(cfg, target))
+        except ConfigError as e:
+            yield e
 
 
 def run(args: argparse.Namespace) -> int:
     from .. import dockerapi
 
-    apps = _apps(args)
     api = None
     worst = 0
-    for app in apps:
+    for app in _apps(args):
+        if isinstance(app, ConfigError):
+            log.error("%s", app.message)
+            worst = max(worst, int(app.exit_code))
+            continue
         ref = app.image.ref
         if ref.digest:
             print(f"{app.name}: pinned in its config ({ref.digest}); no lock needed")
@@ -41,7 +55,12 @@ def run(args: argparse.Namespace) -> int:
                       e.failure.message)
             worst = max(worst, int(e.failure.exit_code))
             continue
-        lock = lockfile.read(app)
+        try:
+            lock = lockfile.read(app)
+        except ConfigError as e:
+            log.error("%s", e.message)
+            worst = max(worst, int(e.exit_code))
+            continue
         current = lock is not None and lock.ref == str(ref) and lock.digest == digest
         if args.check:
             if current:

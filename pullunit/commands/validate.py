@@ -1,13 +1,23 @@
-"""pullunit validate: check configs without writing anything."""
+"""pullunit validate: check configs without writing anything.
+
+Each app is checked as `generate` and the puller would use it: the config, its units as
+rendered (every line within systemd's limits, the admin's templates included) and its
+lock file. Checking the whole config dir also checks lock files whose app is gone.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+from pathlib import Path
 
+from .. import lockfile, paths
 from ..cli import config_dir
-from ..config import app_files, load_app, resolve_app
+from ..config import LOCK_SUFFIX, app_files, resolve_app
 from ..errors import ConfigError, ExitCode
+from ..generate import render_one
+from ..render import make_environment
 
 log = logging.getLogger("pullunit")
 
@@ -15,17 +25,44 @@ log = logging.getLogger("pullunit")
 def run(args: argparse.Namespace) -> int:
     cfg = config_dir(args)
     failed = 0
-    checked = 0
     targets: list[str] = list(args.files) or [str(p) for p in app_files(cfg)]
     if not targets:
         log.warning("no app configs (*.toml) in %s", cfg)
+    env = make_environment(cfg)
+    executable = paths.pullunit_executable()
     for target in targets:
         try:
-            app = load_app(resolve_app(cfg, target))
+            rendered = render_one(resolve_app(cfg, target), Path(os.path.abspath(cfg)),
+                                  executable, env)
+            lockfile.read(rendered.app)
         except ConfigError as e:
             log.error("%s", e.message)
             failed += 1
             continue
-        checked += 1
+        app = rendered.app
         print(f"{app.path}: ok ({app.pull_unit}, {app.run_unit})")
+    if not args.files:
+        failed += _orphan_locks(cfg)
     return int(ExitCode.CONFIG) if failed else 0
+
+
+def _orphan_locks(cfg: Path) -> int:
+    """Lock files without their app config: a corrupt one, or an app config named like a
+    lock (app_files() never sees it), is an error; a valid one is only left over."""
+    try:
+        locks = sorted(p for p in cfg.glob(f"*{LOCK_SUFFIX}") if not p.name.startswith("."))
+    except OSError:
+        return 0
+    failed = 0
+    for path in locks:
+        app = path.name.removesuffix(LOCK_SUFFIX)
+        if (cfg / f"{app}.toml").exists():
+            continue  # checked with its app
+        try:
+            lockfile.read_path(path)
+        except ConfigError as e:
+            log.error("%s", e.message)
+            failed += 1
+            continue
+        log.warning("%s: no app %s.toml for this lock file; it is unused", path, app)
+    return failed

@@ -957,3 +957,29 @@ def test_doctor_reads_docker_service_proxies_over_dbus(pu: Machine, registries: 
     assert "HTTPS_PROXY=" in check["detail"] and "proxy.invalid:3128" in check["detail"]
     assert "/etc/default/docker-proxy" in check["detail"]
     assert "differ" in check["detail"] and "restart docker" in check["hint"]
+
+
+# ------------------------------------------- relocated runtime and state dirs (issue 14, #18)
+
+
+def test_relocated_dirs_reach_the_puller(pu: Machine, registries: Any,
+                                         leftovers: DockerLeftovers) -> None:
+    """`generate` with PULLUNIT_RUNTIME_DIR and PULLUNIT_STATE_DIR set: under systemd the
+    puller writes its env file where the run unit reads it (not /run/pullunit), and its
+    state where `pullunit status` with the same environment looks."""
+    reg = registries().start()
+    tag = f"{reg.address}/e2e/moved:1.0"
+    image_id, digest = rh.push_image(tag)
+    app = App(pu, leftovers, "moved", tag)
+    env = {"PULLUNIT_RUNTIME_DIR": "/run/pu moved", "PULLUNIT_STATE_DIR": "/var/lib/pu 100%"}
+    r = pu.run(["pullunit", "generate"], env=env, check=False)
+    assert r.returncode == 0, r.stderr
+    pu.systemctl("start", app.run_unit)
+    app.wait_active(timeout=20)
+    reference = f"{reg.address}/e2e/moved@{digest}"
+    assert pu.read_file(f"/run/pu moved/{app.name}.env") == f"PULLUNIT_IMAGE={reference}\n"
+    assert pu.run(["test", "-e", f"/run/pullunit/{app.name}.env"], check=False).returncode == 1
+    assert_runs_image(app, image_id, reference)
+    r = pu.run(["pullunit", "status", "--json", app.name], env=env, check=False)
+    [row] = json.loads(r.stdout)["apps"]
+    assert row["current"]["reference"] == reference, row

@@ -151,3 +151,33 @@ def test_second_pull_of_an_app_waits_for_the_first(bed: Bed, unused_port: int) -
     first.communicate(timeout=30)
     assert "another pull of lock is running" in second.err
     assert second.code == 69
+
+
+def test_pin_and_prefetch_go_on_past_a_broken_app(client: Any, bed: Bed,
+                                                  tmp_path: Path) -> None:
+    """Issue 14 #8 and #17: one app's config Python cannot hold (b) or corrupt lock file
+    (c) is reported with exit 78; the apps around it are still checked, pinned and
+    prefetched, and the corrupt lock is never overwritten."""
+    with Registry("many", storage=tmp_path / "st") as reg:
+        v1 = images.push_new_digest(client, reg.ref("team/many", "1"))
+        always = image_config(v1.ref, 'policy = "always"\n' + FAST)
+        bed.app("a", always)
+        bed.app("b", always + "[run]\nrestart_sec = 1" + "0" * 400 + "\n")
+        bed.app("c", always)
+        (bed.cfg / "c.lock.toml").write_text("[lock\n")
+        check = run(bed, "pin", "--check")
+        assert check.returncode == 78, check.stderr
+        assert "a: STALE" in check.stdout
+        assert f"{bed.cfg / 'b.toml'}: run.restart_sec: " in check.stderr
+        assert f"Cannot read {bed.cfg / 'c.lock.toml'}: " in check.stderr
+        pin = run(bed, "pin")
+        assert pin.returncode == 78, pin.stderr
+        assert f'digest = "{v1.digest}"' in (bed.cfg / "a.lock.toml").read_text()
+        assert (bed.cfg / "c.lock.toml").read_text() == "[lock\n"
+        p = run(bed, "prefetch", "--json")
+        assert p.returncode == 78, p.stderr
+        rows = {r["app"]: r for r in json.loads(p.stdout)}
+        assert rows["a"]["status"] == "updated" and rows["a"]["prefetched"] == v1.pinned
+        assert (rows["b"]["status"], rows["b"]["class"]) == ("failed", "config")
+        assert (rows["c"]["status"], rows["c"]["class"]) == ("failed", "config")
+        assert "c.lock.toml" in rows["c"]["message"]

@@ -38,6 +38,8 @@ class UnitDump:
     load_state: str | None = None
     fragment_path: str | None = None
     exec_lines: dict[str, list[str]] = field(default_factory=dict)  # "ExecStart" -> [cmdline]
+    # every other "Key: value" line of the dump, e.g. "RestartSec" -> ["5s"]
+    properties: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -141,6 +143,7 @@ def parse_dump(text: str, names: set[str]) -> dict[str, UnitDump]:
         elif line.startswith("\t\t") and not line.startswith("\t\t\t"):
             exec_kind = None
             key, _, value = stripped.partition(": ")
+            current.properties.setdefault(key, []).append(value)
             if key == "Description" and current.description is None:
                 current.description = value
             elif key == "Unit Load State":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -198,3 +199,80 @@ def test_systemd_actions_need_systemd_as_pid_1(config_dir: Path, output_dir: Pat
     assert "systemd is not running as PID 1" in p.stderr
     assert_no_traceback(p.stderr)
     assert (output_dir / "web.service").exists()
+
+
+# --- one broken app among good ones (defects 6 and 8) -------------------------------------
+
+PINNED = '[image]\nref = "nginx@sha256:' + "a" * 64 + '"\n'  # pin and prefetch: no Docker
+BROKEN = {
+    "400-digit-duration": MINIMAL + "[run]\nrestart_sec = 1" + "0" * 400 + "\n",
+    "nested-1000-deep": MINIMAL + "[run]\ncommand = " + "[" * 1000 + "]" * 1000 + "\n",
+    "5000-digit-integer": MINIMAL + "[pull]\nkeep = 1" + "0" * 5000 + "\n",
+    "typo": MINIMAL + "[run]\nportz = []\n",
+}
+
+
+@pytest.mark.parametrize("broken", list(BROKEN), ids=list(BROKEN))
+@pytest.mark.parametrize(("command", "code"), [
+    (["validate"], 78), (["generate"], 78), (["status"], 1), (["status", "--json"], 1),
+    (["pin", "--check"], 78), (["pin"], 78), (["prefetch"], 78), (["prefetch", "--json"], 78),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else str(v))
+def test_a_broken_app_fails_alone(command: list[str], code: int, broken: str,
+                                  config_dir: Path, output_dir: Path,
+                                  write_app: Callable[..., Path]) -> None:
+    """Every multi-app command reports the broken app (exit 78 for a config error, 1 for
+    status), never exits 70, and still handles the apps before and after it."""
+    write_app("a", PINNED)
+    bad = write_app("b", BROKEN[broken])
+    write_app("c", PINNED)
+    args = [*command, "--config-dir", config_dir]
+    if command == ["generate"]:
+        args += ["--output-dir", output_dir]
+    proc = run_cli(*args, env=cli_env(PULLUNIT_RUNTIME_DIR=str(config_dir.parent / "run"),
+                                      PULLUNIT_STATE_DIR=str(config_dir.parent / "state"),
+                                      DOCKER_HOST="unix:///nonexistent/docker.sock"))
+    assert proc.returncode == code, proc.stderr
+    assert_no_traceback(proc.stderr)
+    assert f"{bad}: " in proc.stderr + proc.stdout
+    out = proc.stdout
+    if command[0] == "validate":
+        assert f"{config_dir / 'a.toml'}: ok" in out and f"{config_dir / 'c.toml'}: ok" in out
+    elif command[0] == "generate":
+        assert sorted(p.name for p in output_dir.iterdir()) == [
+            "a-pull.service", "a.service", "c-pull.service", "c.service"]
+    elif command[0] == "pin":
+        assert out.count(": pinned in its config") == 2
+    elif command == ["prefetch", "--json"]:
+        rows = json.loads(out)
+        assert [(r["app"], r["status"], r["class"]) for r in rows] == [
+            ("a", "skipped", None), ("b", "failed", "config"), ("c", "skipped", None)]
+        assert f"{bad}: " in rows[1]["message"]
+    elif command == ["status", "--json"]:
+        rows = json.loads(out)["apps"]
+        assert [(r["app"], r["error"] is None) for r in rows] == [
+            ("a", True), ("b", False), ("c", True)]
+    else:
+        assert "a" in out and "c" in out
+
+
+def test_doctor_reports_a_broken_app_as_a_failed_check(config_dir: Path,
+                                                       write_app: Callable[..., Path]) -> None:
+    bad = write_app("b", BROKEN["400-digit-duration"])
+    proc = run_cli("doctor", "--json", "--config-dir", config_dir)
+    assert proc.returncode == 1, proc.stderr
+    assert_no_traceback(proc.stderr)
+    [row] = json.loads(proc.stdout)
+    assert row["checks"][0]["status"] == "fail"
+    assert row["checks"][0]["detail"].startswith(f"{bad}: run.restart_sec: ")
+
+
+@pytest.mark.parametrize("command", [["pull", "b"], ["rollback", "b"], ["doctor", "b"]])
+def test_single_app_commands_exit_78_on_a_broken_config(
+        command: list[str], config_dir: Path, write_app: Callable[..., Path]) -> None:
+    bad = write_app("b", BROKEN["nested-1000-deep"])
+    proc = run_cli(*command, "--config-dir", config_dir,
+                   env=cli_env(PULLUNIT_RUNTIME_DIR=str(config_dir.parent / "run"),
+                               PULLUNIT_STATE_DIR=str(config_dir.parent / "state")))
+    assert proc.returncode == 78, proc.stderr
+    assert f"Cannot read {bad}: arrays or tables are nested too deeply" in proc.stderr
+    assert_no_traceback(proc.stderr)

@@ -30,6 +30,7 @@ from pullunit.errors import ConfigError, ExitCode
 from .conftest import EXAMPLES, assert_no_traceback, run_cli
 
 BASE = '[image]\nref = "nginx:1.25"\n'
+ARABIC_8080_80 = "\u0668\u0660\u0668\u0660:\u0668\u0660"  # "8080:80" in Arabic-Indic digits
 
 
 @dataclass(frozen=True)
@@ -208,8 +209,71 @@ BAD = [
         "unit would clash with the pull unit of app 'x'", name="x-pull"),
     Bad("file-name-slash-like", BASE, "app name '-web' (the file name) is not a valid unit "
         "name prefix", name="-web"),
-    Bad("file-name-too-long", BASE, f"app name '{'a' * 243}' must be 1 to 242 characters",
+    Bad("file-name-too-long", BASE, f"app name '{'a' * 243}' must be 1 to 224 characters",
         name="a" * 243),
+    # defect 7: .NAME-pull.service.<12 hex>.new, generate's temp file, must fit 255 bytes
+    Bad("file-name-225", BASE, f"app name '{'a' * 225}' must be 1 to 224 characters: the "
+        "longest file named after it, '.APP-pull.service.<12 hex>.new', must fit the 255 "
+        "bytes of a file name", name="a" * 225),
+    Bad("file-name-lock-suffix", BASE, "app name 'web.lock' must not end in '.lock': "
+        "web.lock.toml is where 'pullunit pin' keeps the lock file of app 'web'",
+        name="web.lock"),
+    # defect 6: values Python cannot hold are config errors, not crashes (exit 70)
+    Bad("restart-sec-400-digits", BASE + "[run]\nrestart_sec = 1" + "0" * 400 + "\n",
+        "run.restart_sec: duration (a number of more than 38 digits) is too long: at most "
+        "9223372036s (about 292 years)"),
+    Bad("stop-timeout-400-digit-string", BASE + "[run]\nstop_timeout = '1" + "0" * 400 + "s'\n",
+        "run.stop_timeout: duration '1000000000"),
+    Bad("deadline-huge-float", BASE + "[pull]\ndeadline = 1e300\n",
+        "pull.deadline: duration 1e+300 is too long: at most 9223372036s"),
+    Bad("port-5000-digits", BASE + "[run]\nports = ['" + "8" * 5000 + "']\n",
+        "run.ports[0]: malformed port spec '888"),
+    # defect 12: what systemd would ignore ("Failed to parse time value") or refuse to load
+    Bad("restart-sec-over-limit", BASE + "[run]\nrestart_sec = 9223372037\n",
+        "run.restart_sec: duration 9223372037 is too long: at most 9223372036s"),
+    Bad("stop-timeout-over-limit", BASE + "[run]\nstop_timeout = '292y 4month'\n",
+        "run.stop_timeout: duration '292y 4month' is too long: at most 9223372036s"),
+    Bad("stall-timeout-over-limit", BASE + "[pull]\nstall_timeout = 1e19\n",
+        "pull.stall_timeout: duration 1e+19 is too long"),
+    Bad("exec-line-too-long", BASE + "[run]\ncommand = [" + ", ".join([f"'{'x' * 3000}'"] * 400)
+        + "]\n", "run: ExecStart= of web.service would be a line of 1200"),
+    Bad("argument-too-long", BASE + "[run]\ncommand = ['a', '" + "x" * 131072 + "']\n",
+        "run.command[1]: is 131072 bytes; one argument of a command can be at most 131071 "
+        "bytes (Linux MAX_ARG_STRLEN)"),
+    Bad("env-argument-too-long", BASE + "[run.env]\nA = '" + "x" * 131070 + "'\n",
+        "run.env.A: is 131072 bytes; one argument of a command can be at most 131071 bytes"),
+    Bad("description-line-too-long", BASE + "[unit]\ndescription = '" + "d" * (1 << 20) + "'\n",
+        "unit.description: Description= of web.service would be a line of 1048588 bytes; "
+        "systemd reads at most 1048575 bytes per line (LONG_LINE_MAX) and would not load"),
+    Bad("after-line-too-long", BASE + "[unit]\nafter = [" + ", ".join(["'a.service'"] * 120000)
+        + "]\n", "unit.after: After= of web.service would be a line of"),
+    # defect 13: Docker's grammars are ASCII; Python's \d and \w are not
+    Bad("tag-unicode", '[image]\nref = "nginx:t\u00e9n\u00e8"\n',
+        "image.ref: invalid image reference 'nginx:t\u00e9n\u00e8'"),
+    Bad("port-arabic-indic-digits", BASE + f'[run]\nports = ["{ARABIC_8080_80}"]\n',
+        f"run.ports[0]: malformed port spec '{ARABIC_8080_80}'"),
+    Bad("port-fullwidth-digits", BASE + '[run]\nports = ["\uff18\uff10"]\n',
+        "run.ports[0]: malformed port spec '\uff18\uff10'"),
+    Bad("duration-arabic-indic-digit", BASE + '[run]\nrestart_sec = "\u0665s"\n',
+        "run.restart_sec: invalid duration '\u0665s'"),
+    Bad("duration-no-break-space", BASE + '[run]\nrestart_sec = "5\u00a0s"\n',
+        "run.restart_sec: invalid duration '5\\xa0s'"),
+    Bad("duration-vertical-tab", BASE + '[run]\nrestart_sec = "5\\u000bs"\n',
+        "run.restart_sec: invalid duration '5\\x0bs'"),
+    Bad("container-name-unicode", BASE + "[run]\nname = 'w\u00e9b'\n",
+        "run.name: invalid container name 'w\u00e9b'"),
+    Bad("env-name-unicode", BASE + "[run.env]\n\"\u00c9T\u00c9\" = 'x'\n",
+        "run.env.\u00c9T\u00c9: invalid environment variable name '\u00c9T\u00c9'"),
+    Bad("user-unicode-digits", BASE + "[run]\nuser = '\u0661\u0660\u0660\u0660'\n",
+        "run.user: invalid user '\u0661\u0660\u0660\u0660'"),
+    Bad("network-unicode", BASE + "[run]\nnetwork = 'n\u00e9t'\n",
+        "run.network: invalid network 'n\u00e9t'"),
+    Bad("volume-name-unicode", BASE + "[run]\nvolumes = ['v\u00f6l:/data']\n",
+        "run.volumes[0]: invalid volume name 'v\u00f6l'"),
+    Bad("unit-name-unicode", BASE + "[unit]\nafter = ['d\u00e9p.service']\n",
+        "unit.after[0]: invalid unit name 'd\u00e9p.service'"),
+    Bad("app-name-unicode", BASE, "app name 'w\u00e9b' (the file name) is not a valid unit name",
+        name="w\u00e9b"),
 ]
 
 # TOML syntax: the message names the file and gives line and column.
@@ -218,6 +282,13 @@ SYNTAX = [
     ("duplicate-key", BASE + 'ref = "x:1"\n', "Cannot overwrite a value (at line 3, column 12)"),
     ("unclosed-table", "[image\nref = 'x:1'\n", "(at line 1, column 7)"),
     ("not-utf8", b'[image]\nref = "\xff"\n', "not valid UTF-8"),
+    # defect 6: tomllib's recursion and Python's int() limit, not a crash (exit 70)
+    ("array-nested-1000-deep", BASE + "[run]\ncommand = " + "[" * 1000 + "]" * 1000 + "\n",
+     "arrays or tables are nested too deeply"),
+    ("inline-table-nested-1000-deep", BASE + "x = " + "{a = " * 1000 + "1" + "}" * 1000 + "\n",
+     "arrays or tables are nested too deeply"),
+    ("integer-5000-digits", BASE + "[pull]\nkeep = 1" + "0" * 5000 + "\n",
+     "a number has too many digits"),
 ]
 
 
@@ -434,3 +505,116 @@ def test_config_dir_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_config_error_is_exit_78() -> None:
     assert ConfigError("x").exit_code is ExitCode.CONFIG
     assert int(ExitCode.CONFIG) == 78
+
+
+def test_every_file_named_after_the_longest_app_name_can_be_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defect 7: APP_NAME_MAX is set by the longest file name pullunit derives from an app
+    name. Write each of them for a name of exactly that length: none may fail with
+    ENAMETOOLONG (a 225-character name fails the first of them)."""
+    from pullunit import archive, lock, lockfile, paths, state
+    from pullunit.config import APP_NAME_MAX
+    from pullunit.fsutil import atomic_write
+    from pullunit.generate import generate
+
+    name = "n" * APP_NAME_MAX
+    monkeypatch.setenv("PULLUNIT_RUNTIME_DIR", str(tmp_path / "run"))
+    monkeypatch.setenv("PULLUNIT_STATE_DIR", str(tmp_path / "state"))
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    (cfg / f"{name}.toml").write_text(BASE + "[run]\nname = 'x'\n")
+    result = generate(cfg, tmp_path / "units", executable="/usr/bin/true")
+    assert result.errors == [] and len(result.written) == 2
+    app = load_app(cfg / f"{name}.toml")
+    lockfile.write(app, "sha256:" + "a" * 64, "pin")
+    assert lockfile.read(app) is not None
+    state.save(state.AppState(name))
+    state.write_env_file(name, "nginx@sha256:" + "a" * 64)
+    with lock.app_lock(name, lambda _: None):
+        pass
+    paths.state_file(name).write_text("{")  # corrupt: set aside under a longer name
+    state.load(name)
+    assert not paths.state_file(name).exists()
+    archive.archive_dir(name).mkdir(parents=True)
+    atomic_write(archive.archive_dir(name) / "x", "x")
+    # init writes the config through a temp file of its own
+    init_dir = tmp_path / "init"
+    proc = run_cli("init", name, "--image", "nginx:1", "--config-dir", init_dir)
+    assert proc.returncode == 0, proc.stderr
+    assert (init_dir / f"{name}.toml").exists()
+
+
+# --- lock files (defect 17) ----------------------------------------------------------------
+
+DIGEST = "sha256:" + "a" * 64
+GOOD_LOCK = f'[lock]\nref = "nginx:1.25"\ndigest = "{DIGEST}"\nsource = "pin"\nat = "2026"\n'
+BAD_LOCKS = [
+    ("not-toml", "[lock\n", "Cannot read {lock}: "),
+    ("an-app-config", BASE, "{lock}: this is an app config, not a lock file: web.lock.toml "
+     "is where 'pullunit pin' keeps the lock of app 'web'; rename it"),
+    ("nested-1000-deep", "[lock]\nref = " + "[" * 1000 + "]" * 1000 + "\n",
+     "Cannot read {lock}: arrays or tables are nested too deeply"),
+    ("5000-digit-integer", "[lock]\nat = 1" + "0" * 5000 + "\n",
+     "Cannot read {lock}: a number has too many digits"),
+    ("not-utf8", b"[lock]\nref = '\xff'\n", "Cannot read {lock}: "),
+    ("digest-trailing-newline", GOOD_LOCK.replace(f'"{DIGEST}"', f'"{DIGEST}\\n"'),
+     "{lock}: lock.digest: "),
+    ("unknown-key", GOOD_LOCK + "extra = 'x'\n", "{lock}: lock.extra: unknown key"),
+    ("missing-key", GOOD_LOCK.replace('source = "pin"\n', ""),
+     "{lock}: lock.source: required string"),
+    ("two-tables", GOOD_LOCK + "[other]\n", "{lock}: expected exactly one table [lock]"),
+]
+
+
+@pytest.mark.parametrize(("content", "expected"), [c[1:] for c in BAD_LOCKS],
+                         ids=[c[0] for c in BAD_LOCKS])
+def test_validate_and_generate_name_a_bad_lock_file(content: str | bytes, expected: str,
+                                                   config_dir: Path, tmp_path: Path) -> None:
+    """Validate used to pass and the puller then exited 78; now validate fails on it, and
+    generate writes the units (they never contain the digest) but names the lock file
+    and exits 78, never 70. The other app is unaffected."""
+    _write(config_dir, "web", BASE)
+    _write(config_dir, "other", BASE + "[run]\nname = 'other'\n")
+    lock = config_dir / "web.lock.toml"
+    if isinstance(content, bytes):
+        lock.write_bytes(content)
+    else:
+        lock.write_text(content)
+    message = expected.format(lock=lock)
+    proc = run_cli("validate", "--config-dir", config_dir)
+    assert proc.returncode == 78, proc.stderr
+    assert message in proc.stderr
+    assert proc.stdout == f"{config_dir / 'other.toml'}: ok (other-pull.service, other.service)\n"
+    assert_no_traceback(proc.stderr)
+    proc = run_cli("validate", "--config-dir", config_dir, "web")
+    assert proc.returncode == 78 and message in proc.stderr
+    out = tmp_path / "units"
+    proc = run_cli("generate", "--config-dir", config_dir, "--output-dir", out)
+    assert proc.returncode == 78, proc.stderr
+    assert message in proc.stderr
+    assert_no_traceback(proc.stderr)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "other-pull.service", "other.service", "web-pull.service", "web.service"]
+
+
+def test_valid_lock_passes_validate(config_dir: Path) -> None:
+    _write(config_dir, "web", BASE)
+    (config_dir / "web.lock.toml").write_text(GOOD_LOCK)
+    proc = run_cli("validate", "--config-dir", config_dir)
+    assert (proc.returncode, proc.stderr) == (0, "")
+
+
+def test_lock_file_without_its_app(config_dir: Path) -> None:
+    """An app config named like a lock (web.lock.toml) is never seen as an app: validate
+    says so. A valid lock left over from a removed app is only a warning."""
+    bad = config_dir / "web.lock.toml"
+    bad.write_text(BASE)
+    (config_dir / "gone.lock.toml").write_text(GOOD_LOCK)
+    proc = run_cli("validate", "--config-dir", config_dir)
+    assert proc.returncode == 78, proc.stderr
+    assert f"{bad}: this is an app config, not a lock file" in proc.stderr
+    assert (f"{config_dir / 'gone.lock.toml'}: no app gone.toml for this lock file; it is "
+            "unused") in proc.stderr
+    bad.unlink()
+    proc = run_cli("validate", "--config-dir", config_dir)
+    assert proc.returncode == 0, proc.stderr

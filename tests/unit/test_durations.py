@@ -10,7 +10,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pullunit.durations import DurationError, format_timespan, human, parse_duration
+from pullunit.durations import (
+    MAX_SECONDS,
+    DurationError,
+    format_timespan,
+    human,
+    parse_duration,
+)
 
 VALID = [
     ("500ms", 0.5),
@@ -61,6 +67,21 @@ INVALID = [
     (-1, "non-negative"),
     (-0.5, "non-negative"),
     (math.nan, "non-negative"),
+    # defect 13: systemd's digits and white space are ASCII
+    ("\u0665s", "invalid duration"),
+    ("\uff15s", "invalid duration"),
+    ("5\u00a0s", "invalid duration"),
+    ("\u20035s", "invalid duration"),
+    ("5\u000bs", "invalid duration"),
+    ("1\u0660s", "invalid duration"),
+    # defect 6 and 12: longer than pullunit (and Docker, Python) can wait
+    ("9223372037s", "too long: at most 9223372036s"),
+    ("292y 4month", "too long"),
+    ("1" + "0" * 400, "too long"),
+    ("18446744073709551615us", "too long"),
+    (9223372037, "too long"),
+    (10**400, "(a number of more than 38 digits) is too long"),
+    (1e300, "duration 1e+300 is too long"),
     (True, "got a boolean"),
     ([1], "expected a duration string, got list"),
     ({"s": 1}, "expected a duration string, got dict"),
@@ -75,6 +96,14 @@ def test_parse_valid(text: object, seconds: float) -> None:
 def test_infinity() -> None:
     assert parse_duration("infinity") == math.inf
     assert parse_duration(" infinity ") == math.inf
+    assert parse_duration(math.inf) == math.inf  # TOML's inf
+
+
+def test_the_longest_span() -> None:
+    assert MAX_SECONDS == 9223372036
+    assert parse_duration(MAX_SECONDS) == parse_duration(f"{MAX_SECONDS}s") == MAX_SECONDS
+    assert parse_duration(f"{MAX_SECONDS * 1000}ms") == MAX_SECONDS
+    assert format_timespan(MAX_SECONDS) == f"{MAX_SECONDS}s"
 
 
 @pytest.mark.parametrize(("value", "message"), INVALID, ids=[repr(v[0]) for v in INVALID])
@@ -150,6 +179,9 @@ needs_systemd_analyze = pytest.mark.skipif(shutil.which("systemd-analyze") is No
                          + ["infinity", "5.5.5s"])
 def test_table_agrees_with_systemd(text: str) -> None:
     theirs, ours = _systemd_seconds(text), _ours(text)
+    if ours is None and theirs is not None:  # the one intended difference: our lower limit
+        assert theirs > MAX_SECONDS, text
+        return
     assert (ours is None) == (theirs is None), (text, ours, theirs)
     if ours is not None and theirs is not None:
         assert ours == pytest.approx(theirs, rel=1e-9, abs=1e-6)

@@ -3,18 +3,25 @@ invalid apps, dry runs."""
 
 from __future__ import annotations
 
+import errno
+import json
 import os
 import stat
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from pullunit import paths
+from pullunit.config import APP_NAME_MAX, ARG_MAX_BYTES
+from pullunit.durations import MAX_SECONDS
 from pullunit.errors import ExitCode, PullunitError
 from pullunit.generate import generate, marker_source
-from pullunit.render import UnitFile
+from pullunit.render import UNIT_LINE_MAX, UnitFile
 
+from . import sdtools
 from .conftest import BIN, MINIMAL, assert_no_traceback, cli_env, run_cli
 
 EXE = "/usr/bin/true"
@@ -103,12 +110,61 @@ def test_a_failed_write_leaves_the_old_file_and_no_temp_file(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", no_space)
-    with pytest.raises(PullunitError) as e:
-        generate(config_dir, output_dir, executable=EXE)
-    assert e.value.exit_code == ExitCode.IOERR
-    assert "No space left on device" in e.value.message
+    result = generate(config_dir, output_dir, executable=EXE)
+    [error] = result.errors
+    assert error.exit_code == ExitCode.IOERR
+    assert "No space left on device" in error.message
+    assert result.apps == []  # not generated, so not enabled or started either
     assert (output_dir / "web.service").read_bytes() == before
     assert sorted(p.name for p in output_dir.iterdir()) == ["web-pull.service", "web.service"]
+
+
+def test_a_unit_that_cannot_be_written_costs_only_its_own_app(
+        config_dir: Path, output_dir: Path, write_app: Callable[..., Path]) -> None:
+    """Defect 7: one app's OSError (here a directory where its unit goes) used to end the
+    run with 74 before the apps after it got their units."""
+    for name in ("a", "b", "c"):
+        write_app(name)
+    (output_dir / "b-pull.service").mkdir()
+    proc = run_cli("generate", "--config-dir", config_dir, "--output-dir", output_dir)
+    assert proc.returncode == ExitCode.IOERR, proc.stderr
+    assert f"Cannot write {output_dir / 'b-pull.service'}: Is a directory" in proc.stderr
+    assert unit_names(output_dir) == ["a-pull.service", "a.service", "c-pull.service",
+                                      "c.service"]
+    assert_no_traceback(proc.stderr)
+    assert [p.name for p in output_dir.iterdir() if p.name.startswith(".")] == []
+
+
+def test_write_errors_outrank_config_errors_in_the_exit_status(
+        config_dir: Path, output_dir: Path, write_app: Callable[..., Path]) -> None:
+    write_app("a", MINIMAL + "[run]\nportz = []\n")
+    write_app("b")
+    (output_dir / "b.service").mkdir()
+    write_app("c")
+    proc = run_cli("generate", "--config-dir", config_dir, "--output-dir", output_dir)
+    assert proc.returncode == ExitCode.IOERR, proc.stderr
+    assert "run.portz: unknown key" in proc.stderr
+    assert unit_names(output_dir) == ["b-pull.service", "c-pull.service", "c.service"]
+
+
+def test_the_longest_app_name_gets_its_units(config_dir: Path, output_dir: Path,
+                                             write_app: Callable[..., Path]) -> None:
+    """Defect 7: a 242-character name passed validate, but generate's temp file
+    .NAME-pull.service.<12 hex>.new is 273 bytes: exit 74 and no app got units. The
+    limit is now 224, and a name of exactly 224 is written."""
+    longest = "n" * APP_NAME_MAX
+    write_app(longest, MINIMAL + "[run]\nname = 'long'\n")
+    write_app("web")
+    proc = run_cli("generate", "--config-dir", config_dir, "--output-dir", output_dir)
+    assert proc.returncode == 0, proc.stderr
+    assert unit_names(output_dir) == sorted([f"{longest}-pull.service", f"{longest}.service",
+                                             "web-pull.service", "web.service"])
+    write_app("n" * (APP_NAME_MAX + 1), MINIMAL + "[run]\nname = 'longer'\n")
+    proc = run_cli("generate", "--config-dir", config_dir, "--output-dir", output_dir)
+    assert proc.returncode == ExitCode.CONFIG, proc.stderr
+    assert f"must be 1 to {APP_NAME_MAX} characters" in proc.stderr
+    assert len(unit_names(output_dir)) == 4
+    assert_no_traceback(proc.stderr)
 
 
 def test_output_dir_is_created(config_dir: Path, tmp_path: Path,
@@ -325,6 +381,22 @@ def test_broken_admin_template_is_a_config_error_per_app(
     assert_no_traceback(proc.stderr)
 
 
+@pytest.mark.parametrize("broken", [
+    "[run]\nrestart_sec = 1" + "0" * 400 + "\n",
+    "[run]\ncommand = " + "[" * 1000 + "]" * 1000 + "\n",
+], ids=["400-digit-duration", "nested-1000-deep"])
+def test_generating_one_app_ignores_a_broken_neighbour(
+        broken: str, config_dir: Path, output_dir: Path,
+        write_app: Callable[..., Path]) -> None:
+    """Defect 6: `generate web` reads the other configs for their container names; one
+    that Python could not hold made it exit 70."""
+    write_app("web")
+    write_app("broken", MINIMAL + broken)
+    proc = run_cli("generate", "--config-dir", config_dir, "--output-dir", output_dir, "web")
+    assert proc.returncode == 0, proc.stderr
+    assert unit_names(output_dir) == ["web-pull.service", "web.service"]
+
+
 def test_unknown_app_on_the_command_line(config_dir: Path, output_dir: Path,
                                          write_app: Callable[..., Path]) -> None:
     write_app("web")
@@ -445,3 +517,198 @@ def test_two_apps_with_one_container_name(config_dir: Path, output_dir: Path,
     assert [a.name for a in result.apps] == ["a", "c"]
     alone = generate(config_dir, output_dir, executable=EXE, selected=[b])
     assert len(alone.errors) == 1 and not (output_dir / "b.service").exists()
+
+
+# --- against systemd's own parser (defects 12 and 18) ---------------------------------------
+
+needs_systemd = pytest.mark.skipif(not sdtools.HAVE_SYSTEMD_TEST,
+                                   reason="needs /lib/systemd/systemd --test")
+# systemd 252 parses time spans into a uint64 of microseconds and refuses the top of it
+SYSTEMD_SECONDS_MAX = (2**64 - 1) // 10**6 - 1
+
+
+def _systemd_usec(span: str) -> int:
+    """A time span as systemd reads it (the dump shows e.g. "292y 3month 1w ...")."""
+    proc = subprocess.run(["systemd-analyze", "timespan", span], capture_output=True,
+                          text=True, timeout=30, check=True)
+    [usec] = [ln.split(":", 1)[1] for ln in proc.stdout.splitlines()
+              if ln.strip().startswith("\u03bcs:")]
+    return int(usec)
+
+
+def _generate_cli(config_dir: Path, output_dir: Path, **env: str) -> None:
+    proc = run_cli("generate", "--config-dir", config_dir, "--output-dir", output_dir,
+                   env=cli_env(**env))
+    assert proc.returncode == 0, proc.stderr
+
+
+@needs_systemd
+def test_time_values_at_the_limit_load_in_systemd(config_dir: Path, output_dir: Path,
+                                                  write_app: Callable[..., Path]) -> None:
+    """The longest restart_sec and stop_timeout validate accepts reach systemd as exactly
+    that span. Beyond systemd's own limit a unit's value is "Failed to parse" and ignored
+    (what validate used to let through); pullunit's limit is lower still."""
+    assert MAX_SECONDS < SYSTEMD_SECONDS_MAX
+    write_app("web", MINIMAL + f"[run]\nrestart_sec = {MAX_SECONDS}\n"
+              f"stop_timeout = '{MAX_SECONDS}s'\n")
+    _generate_cli(config_dir, output_dir)
+    # The check itself: a unit with a time just beyond systemd's limit.
+    ignored = output_dir / "ignored.service"
+    ignored.write_text("[Service]\nExecStart=/usr/bin/true\n"
+                       f"RestartSec={SYSTEMD_SECONDS_MAX + 1}s\n")
+    result = sdtools.load_units([output_dir / "web.service", output_dir / "web-pull.service",
+                                 ignored])
+    web = result.units["web.service"]
+    assert web.load_state == "loaded"
+    assert _systemd_usec(web.properties["RestartSec"][0]) == MAX_SECONDS * 10**6
+    assert _systemd_usec(web.properties["TimeoutStopSec"][0]) == (MAX_SECONDS + 15) * 10**6
+    [stop] = web.exec_lines["ExecStop"]
+    assert sdtools.exec_argv(stop) == [paths.DOCKER, "stop", "--time", str(MAX_SECONDS), "web"]
+    assert [c for c in result.complaints() if "web" in c] == []
+    assert any("ignored.service" in c and "Failed to parse" in c for c in result.complaints())
+
+
+def _exec_start_line(output_dir: Path) -> str:
+    [line] = [ln for ln in (output_dir / "web.service").read_text().splitlines()
+              if ln.startswith("ExecStart=")]
+    return line
+
+
+@needs_systemd
+def test_a_line_at_systemds_limit_loads_and_one_byte_more_is_refused(
+        config_dir: Path, output_dir: Path, write_app: Callable[..., Path]) -> None:
+    """400 arguments of 3,000 characters made an ExecStart= line systemd refuses ("No
+    buffer space available"): the unit did not load at all. A line of exactly
+    UNIT_LINE_MAX bytes loads; one byte more is exit 78 from validate and generate."""
+    words = ["x" * 100_000] * 10
+
+    def write(pad: int) -> Path:
+        return write_app("web", MINIMAL + "[run]\ncommand = " + json.dumps([*words, "y" * pad])
+                         + "\n")
+
+    write(1)
+    _generate_cli(config_dir, output_dir)
+    pad = 1 + UNIT_LINE_MAX - len(_exec_start_line(output_dir).encode())
+    write(pad)
+    _generate_cli(config_dir, output_dir)
+    assert len(_exec_start_line(output_dir).encode()) == UNIT_LINE_MAX
+    at_limit = output_dir / "web.service"
+    # The check itself: the same unit with one byte more, written by hand.
+    over = output_dir / "over.service"
+    over.write_text(at_limit.read_text().replace("y" * pad, "y" * (pad + 1)))
+    result = sdtools.load_units([at_limit, output_dir / "web-pull.service", over])
+    web = result.units["web.service"]
+    assert web.load_state == "loaded"
+    [start] = web.exec_lines["ExecStart"]
+    assert sdtools.exec_argv(start)[-11:] == [*words, "y" * pad]
+    assert result.units["over.service"].load_state == "error"
+    assert any("No buffer space available" in c for c in result.complaints())
+
+    path = write(pad + 1)
+    for command in (["validate"], ["generate", "--output-dir", str(output_dir)]):
+        proc = run_cli(*command, "--config-dir", config_dir)
+        assert proc.returncode == ExitCode.CONFIG, proc.stderr
+        assert (f"{path}: run: ExecStart= of web.service would be a line of "
+                f"{UNIT_LINE_MAX + 1} bytes; systemd reads at most {UNIT_LINE_MAX} bytes per "
+                "line (LONG_LINE_MAX) and would not load the unit") in proc.stderr
+        assert_no_traceback(proc.stderr)
+    assert len(_exec_start_line(output_dir).encode()) == UNIT_LINE_MAX  # left as it was
+
+
+def test_one_argument_at_the_kernels_limit_runs_and_one_byte_more_does_not(
+        tmp_path: Path) -> None:
+    """ARG_MAX_BYTES is Linux's MAX_ARG_STRLEN (32 pages with the NUL) on 4 KiB pages;
+    validate refuses longer values, which would make docker run fail with E2BIG."""
+    subprocess.run(["/bin/true", "x" * ARG_MAX_BYTES], check=True, timeout=30)
+    if os.sysconf("SC_PAGE_SIZE") == 4096:
+        with pytest.raises(OSError) as e:
+            subprocess.run(["/bin/true", "x" * (ARG_MAX_BYTES + 1)], timeout=30)
+        assert e.value.errno == errno.E2BIG
+
+
+RELOCATED_RUNTIME = "/run/pu rt 100%n $x"
+RELOCATED_STATE = "/var/lib/pu \"st\" \\ %i"
+
+
+@needs_systemd
+def test_relocated_dirs_are_baked_into_the_pull_unit(config_dir: Path, output_dir: Path,
+                                                     write_app: Callable[..., Path]) -> None:
+    """Defect 18: with PULLUNIT_RUNTIME_DIR set, the run unit read its env file there while
+    the puller under systemd (no such variable) wrote /run/pullunit/APP.env. Now the pull
+    unit's Environment= carries both relocated dirs, exactly, through systemd's parser, and
+    the env file the puller writes under it is the one the run unit reads."""
+    write_app("web")
+    _generate_cli(config_dir, output_dir, PULLUNIT_RUNTIME_DIR=RELOCATED_RUNTIME,
+                  PULLUNIT_STATE_DIR=RELOCATED_STATE)
+    result = sdtools.load_units([output_dir / "web.service", output_dir / "web-pull.service"])
+    assert result.complaints() == [], result.stderr
+    pull, run = result.units["web-pull.service"], result.units["web.service"]
+    environment = dict(a.split("=", 1) for a in pull.properties["Environment"])
+    assert environment == {"PULLUNIT_RUNTIME_DIR": RELOCATED_RUNTIME,
+                           "PULLUNIT_STATE_DIR": RELOCATED_STATE}
+    [env_file] = run.properties["EnvironmentFile"]
+    # What the puller computes with the environment systemd gives it:
+    probe = subprocess.run(
+        [sys.executable, "-c", "from pullunit import paths; print(paths.env_file('web'), "
+         "paths.state_file('web'), sep='\\n')"],
+        env={"PATH": os.environ["PATH"], **environment}, cwd="/", capture_output=True,
+        text=True, timeout=60, check=True)
+    assert probe.stdout.splitlines() == [env_file.split(" (ignore_errors=")[0],
+                                         f"{RELOCATED_STATE}/web.json"]
+    assert env_file.startswith(f"{RELOCATED_RUNTIME}/web.env")
+
+
+def test_relative_relocated_dir_is_made_absolute(config_dir: Path, output_dir: Path,
+                                                 write_app: Callable[..., Path]) -> None:
+    write_app("web")
+    proc = run_cli("generate", "--config-dir", config_dir, "--output-dir", output_dir,
+                   cwd=config_dir.parent, env=cli_env(PULLUNIT_RUNTIME_DIR="rt"))
+    assert proc.returncode == 0, proc.stderr
+    runtime = config_dir.parent / "rt"
+    assert f'Environment="PULLUNIT_RUNTIME_DIR={runtime}"\n' in (
+        output_dir / "web-pull.service").read_text()
+    assert f"EnvironmentFile={runtime}/web.env\n" in (output_dir / "web.service").read_text()
+
+
+def test_default_dirs_add_no_environment(config_dir: Path, output_dir: Path,
+                                         write_app: Callable[..., Path]) -> None:
+    write_app("web")
+    _generate_cli(config_dir, output_dir)
+    assert "Environment=" not in (output_dir / "web-pull.service").read_text()
+    assert "EnvironmentFile=/run/pullunit/web.env\n" in (output_dir / "web.service").read_text()
+
+
+def test_control_character_in_a_relocated_dir_is_a_usage_error(
+        config_dir: Path, output_dir: Path, write_app: Callable[..., Path]) -> None:
+    write_app("web")
+    proc = run_cli("generate", "--config-dir", config_dir, "--output-dir", output_dir,
+                   env=cli_env(PULLUNIT_STATE_DIR="/var/lib/a\tb"))
+    assert proc.returncode == ExitCode.USAGE, proc.stderr
+    assert "PULLUNIT_STATE_DIR contains control character '\\t'" in proc.stderr
+    assert list(output_dir.iterdir()) == []
+
+
+def test_a_unit_that_cannot_be_pruned_is_reported(
+        config_dir: Path, output_dir: Path, write_app: Callable[..., Path],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An OSError removing one stale unit is reported (74 from the CLI) and costs nothing
+    else: the other stale units are still pruned, the live ones still written."""
+    write_app("web")
+    gone, old = write_app("gone"), write_app("old")
+    generate(config_dir, output_dir, executable=EXE)
+    gone.unlink()
+    old.unlink()
+    real_unlink = Path.unlink
+
+    def unlink(self: Path, missing_ok: bool = False) -> None:
+        if self.name == "gone.service":
+            raise OSError(30, "Read-only file system")
+        real_unlink(self, missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    result = generate(config_dir, output_dir, executable=EXE)
+    assert [e.message for e in result.errors] == [
+        f"Cannot remove {output_dir / 'gone.service'}: Read-only file system"]
+    assert sorted(p.name for p in result.removed) == [
+        "gone-pull.service", "old-pull.service", "old.service"]
+    assert unit_names(output_dir) == ["gone.service", "web-pull.service", "web.service"]

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pullunit.reference import ImageRef, ReferenceError, parse_reference
+from pullunit.reference import DIGEST_RE, ImageRef, ReferenceError, parse_reference
 
 DIGEST = "sha256:" + "0123456789abcdef" * 4
 
@@ -82,6 +82,16 @@ INVALID = [
     ("bad domain", "-bad.example.com/app:1", "invalid image reference"),
     ("name too long", "a/" * 127 + "bb:1", "longer than 255 characters"),
     ("scheme", "https://ghcr.io/app:1", "invalid image reference"),
+    # defect 13: the grammar is ASCII (Go's \w), not Python's Unicode \w
+    ("unicode tag", "nginx:t\u00e9n\u00e8", "invalid image reference"),
+    ("arabic-indic digit tag", "nginx:\u0661", "invalid image reference"),
+    ("fullwidth tag", "nginx:\uff56\uff11", "invalid image reference"),
+    ("unicode domain", "r\u00e9g.example.com/app:1", "invalid image reference"),
+    ("unicode port", "registry.example.com:\u0665\u0660\u0660\u0660/app:1",
+     "invalid image reference"),
+    # "$" would let a trailing newline through
+    ("digest with newline", f"nginx@{DIGEST}\n", "leading or trailing white space"),
+    ("domain with newline", "ghcr.io\n/app:1", "invalid image reference"),
 ]
 
 
@@ -91,6 +101,12 @@ def test_invalid(text: str, message: str) -> None:
     with pytest.raises(ReferenceError) as e:
         parse_reference(text)
     assert message in str(e.value)
+
+
+@pytest.mark.parametrize("text", [f"{DIGEST}\n", f"{DIGEST}x", f" {DIGEST}"])
+def test_digest_re_is_anchored_for_every_method(text: str) -> None:
+    assert not DIGEST_RE.match(text) and not DIGEST_RE.search(text)
+    assert not DIGEST_RE.fullmatch(text)
 
 
 def test_invalid_message_shows_the_grammar() -> None:
