@@ -73,9 +73,13 @@ def fix_for(cls: FailureClass, ctx: HintContext) -> str:
         return (f"{ref.host} does not resolve on this host: check 'getent hosts {ref.host}', "
                 "/etc/resolv.conf (dockerd resolves registry names with the host's resolver) "
                 "and 'resolvectl status'; pullunit keeps retrying")
-    if cls in (FailureClass.UNREACHABLE, FailureClass.SERVER_ERROR):
-        return (f"{host} is not reachable or failing: check 'curl -v {url}', "
-                "firewall egress, proxies of docker.service, MTU; pullunit keeps retrying")
+    if cls is FailureClass.UNREACHABLE:
+        return (f"{host} is not reachable: check 'curl -v {url}', firewall egress, proxies "
+                "of docker.service, MTU; pullunit keeps retrying")
+    if cls is FailureClass.SERVER_ERROR:
+        return (f"{host} answers with server errors: the registry (or a proxy in front of "
+                f"it) is failing or overloaded; see 'curl -v {url}' and the registry's status; "
+                "pullunit keeps retrying")
     if cls is FailureClass.STALLED and ctx.cut_by:
         return (f"{ctx.cut_by} ended the pull while it was still running: raise it if the "
                 f"image is big or the link slow, and check the registry with 'curl -v {url}'")

@@ -12,6 +12,7 @@ and misbehaves on ``/manifests/`` and ``/blobs/sha256:`` (``on`` narrows that) b
   forever: the response headers never end.
 * ``html404``: 404 with an HTML body (not the registry's JSON error format).
 * ``empty404``: 404 with an empty body.
+* ``status503``: 503 with a registry-style JSON error body.
 
 Change the mode while it runs with :meth:`FaultFront.set_mode`. Every request is logged
 as a JSON line (``requests()``), written when it starts, so a request that is never
@@ -39,13 +40,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-MODES = ("pass", "blackhole", "trickle", "html404", "empty404")
+MODES = ("pass", "blackhole", "trickle", "html404", "empty404", "status503")
 PATHS = {"manifests": re.compile(r"^/v2/.+/manifests/"),
          "blobs": re.compile(r"^/v2/.+/blobs/sha256:")}
 CONTROL = "/__testbed/mode"
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te",
               "trailer", "upgrade"}
 HTML404 = b"<html><head><title>404</title></head><body><h1>nothing here</h1></body></html>\n"
+UNAVAILABLE = json.dumps({"errors": [{"code": "UNAVAILABLE", "message": "fault front says 503",
+                                      "detail": None}]}).encode()
 
 
 # ------------------------------------------------------------------- the server process
@@ -116,10 +119,11 @@ class _Handler(BaseHTTPRequestHandler):
                 except OSError:
                     return
             return
-        if mode in ("html404", "empty404"):
-            body = HTML404 if mode == "html404" else b""
-            self.send_response(404)
-            self.send_header("Content-Type", "text/html")
+        if mode in ("html404", "empty404", "status503"):
+            body = {"html404": HTML404, "empty404": b"", "status503": UNAVAILABLE}[mode]
+            self.send_response(503 if mode == "status503" else 404)
+            self.send_header("Content-Type",
+                             "application/json" if mode == "status503" else "text/html")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             if self.command != "HEAD":
@@ -144,11 +148,19 @@ class _Handler(BaseHTTPRequestHandler):
     def _relay(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else None
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
         host, port = self.server.upstream.rsplit(":", 1)
         conn = http.client.HTTPConnection(host, int(port), timeout=60)
         try:
-            conn.request(self.command, self.path, body=body, headers=headers)
+            # Header by header: dockerd sends several Accept headers (one per manifest
+            # type), and the registry picks the manifest format from all of them.
+            conn.putrequest(self.command, self.path, skip_host=True,
+                            skip_accept_encoding=True)
+            for k, v in self.headers.items():
+                if k.lower() not in HOP_BY_HOP and k.lower() != "content-length":
+                    conn.putheader(k, v)
+            if body is not None:
+                conn.putheader("Content-Length", str(len(body)))
+            conn.endheaders(body)
             resp = conn.getresponse()
             self.send_response(resp.status, resp.reason)
             for k, v in resp.getheaders():
