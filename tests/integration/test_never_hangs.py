@@ -229,9 +229,10 @@ def test_credential_helper_that_never_answers(client: Any, registry: Registry, b
     """Bounded by the deadline, `denied` naming the helper, and the helper and what it
     started are gone afterwards."""
     p = fresh(client, registry)
-    # The script and its child write their pids; both would live for 1000 s.
+    # The script and a child of its own write their pids; both would run forever. (The
+    # child's loop, not one long sleep: that would outlive a failed test as an orphan.)
     _helper(helpers, "hangs", f'echo $$ > {helpers}/helper.pid\n'
-                              f"sh -c 'sleep 1000; :' {helpers} &\n"
+                              f"sh -c 'while :; do sleep 1; done' {helpers} &\n"
                               f'echo $! > {helpers}/child.pid\nwait\n')
     env = _helper_env(bed, helpers, {"credHelpers": {registry.address: "hangs"}})
     app = bed.app("hangs", image_config(p.ref, '[pull]\ndeadline = "3s"\n'))
