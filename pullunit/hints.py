@@ -77,9 +77,9 @@ def fix_for(cls: FailureClass, ctx: HintContext) -> str:
         return (f"{host} is not reachable: check 'curl -v {url}', firewall egress, proxies "
                 "of docker.service, MTU; pullunit keeps retrying")
     if cls is FailureClass.SERVER_ERROR:
-        return (f"{host} answers with server errors: the registry (or a proxy in front of "
-                f"it) is failing or overloaded; see 'curl -v {url}' and the registry's status; "
-                "pullunit keeps retrying")
+        return (f"{host} is not reachable or failing: it answers with server errors (5xx), "
+                "so the registry or a proxy in front of it is failing or overloaded; see "
+                f"'curl -v {url}' and the registry's status; pullunit keeps retrying")
     if cls is FailureClass.STALLED and ctx.cut_by:
         return (f"{ctx.cut_by} ended the pull while it was still running: raise it if the "
                 f"image is big or the link slow, and check the registry with 'curl -v {url}'")

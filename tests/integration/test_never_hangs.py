@@ -137,6 +137,87 @@ def test_sigstopped_registry(client: Any, registry: Registry, bed: Bed,
     assert r.code == 0, r.err
 
 
+def test_sigstopped_daemon_is_daemon_unavailable(client: Any, registry: Registry, bed: Bed,
+                                                 spare_dockerd: Any) -> None:
+    """The engine itself stops answering: every call to it has a bound of its own (at
+    most engine.CALL_TIMEOUT past the deadline), and the class says it is the daemon."""
+    from pullunit.engine import CALL_TIMEOUT
+
+    p = fresh(client, registry)
+    assert spare_dockerd.pid is not None
+    os.kill(spare_dockerd.pid, signal.SIGSTOP)
+    try:
+        app = bed.app("stopped", image_config(p.ref, QUICK))
+        r = _bounded(bed, app, DEADLINE + CALL_TIMEOUT + SLACK,
+                     env={"DOCKER_HOST": f"unix://{spare_dockerd.socket}"})
+    finally:
+        os.kill(spare_dockerd.pid, signal.SIGCONT)
+    assert r.code == 69, r.err
+    assert r.out["class"] == "daemon_unavailable", r.out
+    assert "no complete answer within 5s" in r.out["message"]
+    assert r.seconds < DEADLINE + CALL_TIMEOUT + SLACK
+
+
+# --- both engine clients, in-process: silence comes back to the caller -----------------
+
+@pytest.fixture(params=["lite", "sdk"])
+def engine(request: pytest.FixtureRequest, docker_sock: str) -> Iterator[Any]:
+    """The stdlib client, and the docker-py one (what ssh:// engines get)."""
+    from pullunit import dockerapi
+    from pullunit.engine import LiteEngine
+
+    e = LiteEngine() if request.param == "lite" else dockerapi.SdkEngine.connect()
+    yield e
+    e.close()
+
+
+def test_engine_pull_of_a_silent_registry_hands_back_silence_and_drops_at_once(
+        engine: Any, client: Any, registry: Registry, make_front: Any) -> None:
+    from pullunit.reference import parse_reference
+
+    p = fresh(client, registry)
+    front = make_front(registry, "blackhole", on=("manifests",))
+    ref = parse_reference(front.via(p.ref))
+    t = time.monotonic()
+    stream = engine.pull(ref, None, None, silence_limit=10)
+    messages = stream.messages(0.2)
+    assert next(messages) is None and next(messages) is None
+    assert time.monotonic() - t < 3, "the caller did not get control back"
+    assert not stream.answered
+    t = time.monotonic()
+    stream.abort()
+    assert time.monotonic() - t < 1.5
+    front.set_mode("pass")
+    stream = engine.pull(ref, None, None, silence_limit=10)
+    end = time.monotonic() + 30
+    try:
+        for _ in stream.messages(0.2):
+            assert time.monotonic() < end, "the pull did not finish"
+    finally:
+        stream.abort()
+    assert stream.answered
+    image = engine.inspect(front.via(p.pinned))
+    assert image is not None and image.digest_for(ref) == p.digest
+
+
+def test_engine_remote_digest_of_a_silent_registry_is_bounded(
+        engine: Any, client: Any, registry: Registry, make_front: Any) -> None:
+    from pullunit.classify import FailureClass, PullFailed
+    from pullunit.reference import parse_reference
+
+    p = fresh(client, registry)
+    front = make_front(registry, "pass", on=("manifests",))
+    ref = parse_reference(front.via(p.ref))
+    assert engine.remote_digest(ref, None, 10) == p.digest
+    front.set_mode("blackhole")
+    t = time.monotonic()
+    with pytest.raises(PullFailed) as e:
+        engine.remote_digest(ref, None, 2)
+    assert time.monotonic() - t < 2 + SLACK
+    assert e.value.failure.cls is FailureClass.STALLED
+    assert f"{front.address} did not answer" in e.value.failure.message
+
+
 # --- defect 14: what a cut attempt and an odd 404 are -----------------------------------
 
 def test_deadline_cutting_an_attempt_after_a_503_reports_the_503(
