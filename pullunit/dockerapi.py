@@ -78,7 +78,7 @@ class SdkEngine:
 
     def __init__(self, api: Api):
         self.api = api
-        self.host = str(getattr(api, "base_url", docker_host()))
+        self.host = docker_host()
 
     @classmethod
     def connect(cls, timeout: float = CALL_TIMEOUT) -> SdkEngine:
@@ -165,7 +165,9 @@ class _SdkPull:
         self._response: Any = None
         self._aborted = False
         self.answered = False
-        read = min(max(silence_limit, 1.0), 3600.0)
+        # A little past the caller's own stall clock, so that the caller, which knows
+        # what the silence means, speaks first.
+        read = min(max(silence_limit, 1.0), 3600.0) + PING_TIMEOUT + 3.0
         self._thread = threading.Thread(target=self._run, name="pull-stream", daemon=True,
                                         args=(params, headers, read))
         self._thread.start()

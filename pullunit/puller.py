@@ -305,7 +305,8 @@ class Puller:
         passed = (f"{cut.why} ({human(cut.at - self.start)}) passed during attempt "
                   f"{self.attempts}, {self._where(stream, progress)}")
         last = self.last_failure
-        if last is not None:
+        moving = stream.answered and progress.done > 0 and not progress.retrying
+        if last is not None and not moving:
             return fail(last.cls, f"{last.message}; then {passed}")
         return fail(FailureClass.STALLED, passed)
 
@@ -395,6 +396,7 @@ class Puller:
         log.error("%s (%s): %s; fix: %s", "pull failed" if self.attempts else "cannot pull",
                   failure.cls, failure.message,
                   fix_for(failure.cls, self._hint_context(failure.cls)))
+        self.cut_by = None  # said once; the next failure has its own cause
         self.state = state.record_failure(self.state, str(failure.cls), failure.message,
                                           int(failure.exit_code))
         try:
