@@ -11,7 +11,7 @@ import functools
 import re
 from dataclasses import dataclass
 
-from .errors import ExitCode
+from .errors import ExitCode, PullunitError
 
 
 class FailureClass(enum.StrEnum):
@@ -55,6 +55,13 @@ PERMANENT = frozenset({
     FailureClass.DISK_FULL,
 })
 
+# What a registry's HTTP status means, when the daemon quotes one. dockerd answers its own
+# API with 500 for nearly every registry failure, so the registry's status is only in the
+# text: "error parsing HTTP 404 response body: ..." (a body that is not the registry's JSON
+# error format: an HTML page, or nothing) or "received unexpected HTTP status: 503 ...".
+_REGISTRY_STATUS = (r"error parsing HTTP (\d{3}) response body"
+                    r"|received unexpected HTTP status: (\d{3})")
+
 # Checked in order: the first match wins. Order matters where texts overlap:
 # "TLS handshake timeout" is a network problem, not a certificate problem;
 # "lookup x: no such host" is DNS, not "not found"; "no matching manifest" is platform.
@@ -77,7 +84,8 @@ _RULE_SOURCES: list[tuple[FailureClass, tuple[str, int]]] = [
         r"no basic auth credentials|unauthorized|authentication required|access denied"
         r"|pull access denied|\bdenied\b|403 forbidden|insufficient_scope", re.I)),
     (FailureClass.NOT_FOUND, (
-        r"manifest unknown|not found|name unknown|no such image|does not exist", re.I)),
+        r"manifest unknown|not found|name unknown|no such image|does not exist"
+        r"|blob unknown|unknown blob", re.I)),
     (FailureClass.UNREACHABLE, (
         r"connection refused|connection reset|\bEOF\b|i/o timeout|network is unreachable"
         r"|no route to host|context deadline exceeded|request canceled|broken pipe"
@@ -94,6 +102,11 @@ def _rules() -> list[tuple[FailureClass, re.Pattern[str]]]:
     return [(cls, re.compile(pattern, flags)) for cls, (pattern, flags) in _RULE_SOURCES]
 
 
+@functools.cache
+def _registry_status() -> re.Pattern[str]:
+    return re.compile(_REGISTRY_STATUS, re.I)
+
+
 @dataclass(frozen=True)
 class Failure:
     cls: FailureClass
@@ -108,11 +121,14 @@ class Failure:
         return _EXIT[self.cls]
 
 
-class PullFailed(Exception):
-    """One attempt failed; `failure` says how."""
+class PullFailed(PullunitError):
+    """One attempt failed; `failure` says how. Inside the puller it is one attempt's
+    failure to retry or give up on; anywhere else (pin, rollback) an ordinary
+    PullunitError: "CLASS: message" and the class's exit code."""
 
-    def __init__(self, failure: Failure):
-        super().__init__(failure.message)
+    def __init__(self, failure: Failure, hint: str = ""):
+        super().__init__(f"{failure.cls.value.replace('_', ' ')}: {failure.message}",
+                         failure.exit_code, hint)
         self.failure = failure
 
 
@@ -121,10 +137,19 @@ def fail(cls: FailureClass, message: str) -> PullFailed:
 
 
 def classify(message: str, status_code: int | None = None) -> FailureClass:
-    """Classify a daemon error text (and the HTTP status docker-py saw, if any)."""
+    """Classify a daemon error text (and the HTTP status of the daemon's answer, if any)."""
+    quoted = _registry_status().search(message)
+    if quoted:
+        # The registry's own status decides; the rest of such a text is its body, which
+        # can say anything ("<h1>500 Internal Server Error</h1>" on a 404 page).
+        return _by_status(int(quoted.group(1) or quoted.group(2)))
     for cls, pattern in _rules():
         if pattern.search(message):
             return cls
+    return _by_status(status_code)
+
+
+def _by_status(status_code: int | None) -> FailureClass:
     if status_code == 404:
         return FailureClass.NOT_FOUND
     if status_code in (401, 403):

@@ -1,35 +1,51 @@
-"""The Docker edge: a thin, typed layer over docker-py's low-level APIClient.
+"""The Docker edge through docker-py, for what the light client (engine.LiteEngine) does
+not speak: engines behind ssh://, the verify run, `docker save`/`load`, and doctor.
 
-docker-py gives a pull no deadline and no stall detection (it posts with timeout=None
-and blocks in read()), so this module owns both: the stream is read on a worker thread
-and the caller can abort it by shutting the socket down.
+docker-py's own pull and inspect_distribution wait without any limit (timeout=None, and
+it runs credential helpers itself when given no auth), so the Engine here posts those
+requests itself with a read timeout, always hands over explicit credentials, and reads
+the pull stream on a worker thread that the caller can abandon at any moment.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import queue
 import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import docker
-import docker.auth
 import docker.errors
 import requests
 
 from .classify import FailureClass, PullFailed, classify, fail
-from .engine import LocalImage, docker_host, platform_of
-from .errors import ExitCode, PullunitError
+from .credentials import Credentials, credentials
+from .engine import (
+    PING_TIMEOUT,
+    EngineUnavailable,
+    LocalImage,
+    docker_host,
+    platform_of,
+    registry_silent,
+)
+from .pullstream import Message, failure_of
 from .reference import ImageRef
 
-Api: TypeAlias = Any  # docker.APIClient (docker-py ships no type hints)
+if TYPE_CHECKING:
+    from .credentials import Auth
+
+# docker.APIClient: docker-py ships no type hints, so this edge is the one place where
+# its objects are untyped; nothing outside this module sees one (except doctor, archive).
+Api: TypeAlias = Any
+
+__all__ = ["Api", "Credentials", "SdkEngine", "connect", "credentials", "from_exception",
+           "run_verify"]
+
+CONNECT_TIMEOUT = 10.0
+CALL_TIMEOUT = 30.0  # creating, starting, removing a container can take a while
 
 
 def from_exception(exc: BaseException) -> PullFailed:
@@ -40,17 +56,17 @@ def from_exception(exc: BaseException) -> PullFailed:
         text = str(exc.explanation or exc)
         status = exc.status_code if isinstance(exc.status_code, int) else None
         return fail(classify(text, status), text)
-    if isinstance(exc, requests.exceptions.ConnectionError | FileNotFoundError
-                  | ConnectionRefusedError | docker.errors.DockerException):
-        return fail(FailureClass.DAEMON_UNAVAILABLE,
-                    f"cannot talk to the Docker daemon at {docker_host()}: {exc}")
-    if isinstance(exc, requests.exceptions.RequestException | OSError):
-        return fail(FailureClass.DAEMON_UNAVAILABLE, f"Docker API request failed: {exc}")
+    if isinstance(exc, requests.exceptions.Timeout):
+        return EngineUnavailable(f"no answer in time: {exc}")
+    if isinstance(exc, requests.exceptions.RequestException | OSError
+                  | docker.errors.DockerException):
+        return EngineUnavailable(str(exc))
     raise exc
 
 
 def connect(timeout: float = 30.0) -> Api:
-    """Connect and negotiate the API version; a dead daemon is a retryable failure."""
+    """docker-py's client with the API version negotiated; every call it makes (except a
+    streamed pull, see SdkEngine.pull) is bounded by `timeout`."""
     try:
         return docker.APIClient(base_url=docker_host(), version="auto", timeout=timeout)
     except Exception as e:
@@ -58,10 +74,15 @@ def connect(timeout: float = 30.0) -> Api:
 
 
 class SdkEngine:
-    """The same two questions as engine.LiteEngine, asked through docker-py."""
+    """engine.Engine through docker-py."""
 
     def __init__(self, api: Api):
         self.api = api
+        self.host = docker_host()
+
+    @classmethod
+    def connect(cls, timeout: float = CALL_TIMEOUT) -> SdkEngine:
+        return cls(connect(timeout))
 
     def inspect(self, name: str) -> LocalImage | None:
         try:
@@ -78,132 +99,98 @@ class SdkEngine:
             raise from_exception(e) from e
         return platform_of(v)
 
-
-# ---------------------------------------------------------------------------------------
-# Credentials
-
-
-@dataclass(frozen=True)
-class Credentials:
-    config_path: Path | None  # which docker config.json was consulted
-    auth_config: dict[str, Any] | None  # never logged
-
-    @property
-    def found(self) -> bool:
-        return bool(self.auth_config)
-
-
-def default_config_path() -> Path:
-    from docker.utils.config import find_config_file
-
-    found = find_config_file()
-    if found:
-        return Path(found)
-    home = os.path.expanduser("~")
-    return Path(home) / ".docker" / "config.json"
-
-
-def credentials(ref: ImageRef, auth_file: Path | None) -> Credentials:
-    """Credentials for ref's registry from auth_file, else the running user's docker config."""
-    path = auth_file or default_config_path()
-    if auth_file is not None:
+    def ping(self, timeout: float = PING_TIMEOUT) -> bool:
         try:
-            json.loads(auth_file.read_text())
-        except OSError as e:
-            raise PullunitError(f"image.auth_file {auth_file}: cannot read: {e.strerror}",
-                                ExitCode.CONFIG) from e
-        except ValueError as e:
-            raise PullunitError(f"image.auth_file {auth_file}: not valid JSON: {e}",
-                                ExitCode.CONFIG) from e
-    elif not path.exists():
-        return Credentials(path, None)
-    try:
-        cfg = docker.auth.load_config(config_path=str(path))
-        registry, _ = docker.auth.resolve_repository_name(ref.repository)
-        auth = docker.auth.resolve_authconfig(cfg, registry)
-    except Exception:  # a broken credential helper must not crash the puller
-        auth = None
-    return Credentials(path, dict(auth) if auth else None)
-
-
-# ---------------------------------------------------------------------------------------
-# The pull stream
-
-
-@dataclass
-class Progress:
-    """Bytes done/total summed over layers, from the daemon's progress messages."""
-
-    layers_total: dict[str, int]
-    layers_done: dict[str, int]
-    complete: set[str]
-
-    @classmethod
-    def empty(cls) -> Progress:
-        return cls({}, {}, set())
-
-    def update(self, msg: dict[str, Any]) -> bool:
-        """Apply one message; True when bytes moved or a layer completed."""
-        layer = msg.get("id")
-        status = str(msg.get("status", ""))
-        detail = msg.get("progressDetail") or {}
-        if not layer:
+            r = self.api._get(self.api._url("/_ping"), timeout=timeout)
+            return bool(r.status_code == 200)
+        except Exception:
             return False
-        if status == "Downloading" and detail.get("total"):
-            before = self.layers_done.get(layer, 0)
-            self.layers_total[layer] = int(detail["total"])
-            self.layers_done[layer] = int(detail.get("current", 0))
-            return self.layers_done[layer] != before
-        if status in ("Download complete", "Pull complete", "Already exists",
-                      "Extracting", "Verifying Checksum"):
-            moved = layer not in self.complete or status == "Extracting"
-            if status in ("Download complete", "Pull complete", "Already exists"):
-                self.complete.add(layer)
-                if layer in self.layers_total:
-                    self.layers_done[layer] = self.layers_total[layer]
-            return moved
-        return status in ("Pulling fs layer", "Waiting")
 
-    @property
-    def done(self) -> int:
-        return sum(self.layers_done.values())
+    def data_root(self) -> str:
+        try:
+            return str(self.api.info().get("DockerRootDir") or "/var/lib/docker")
+        except Exception as e:
+            raise from_exception(e) from e
 
-    @property
-    def total(self) -> int:
-        return sum(self.layers_total.values())
+    def pull(self, ref: ImageRef, platform: str | None, auth: Auth | None, *,
+             silence_limit: float) -> _SdkPull:
+        params = {"fromImage": ref.repository, "tag": ref.digest or ref.tag or "latest"}
+        if platform:
+            params["platform"] = platform
+        # Explicit, even when empty: given none, docker-py would run credential helpers
+        # itself, with no time limit.
+        headers = {"X-Registry-Auth": auth.header() if auth else "e30="}  # "{}"
+        return _SdkPull(self.api, params, headers, silence_limit)
+
+    def remote_digest(self, ref: ImageRef, auth: Auth | None, timeout: float) -> str:
+        headers = {"X-Registry-Auth": auth.header() if auth else "e30="}
+        try:
+            # docker-py's inspect_distribution has no timeout parameter; this is its body.
+            data = self.api._result(self.api._get(
+                self.api._url("/distribution/{0}/json", str(ref)), headers=headers,
+                timeout=timeout), True)
+        except requests.exceptions.Timeout:
+            if not self.ping():
+                raise EngineUnavailable(f"it did not answer within {timeout:.3g}s, nor a ping",
+                                        self.host) from None
+            raise registry_silent(ref, timeout) from None
+        except Exception as e:
+            raise from_exception(e) from e
+        digest = (data.get("Descriptor") or {}).get("digest")
+        if not isinstance(digest, str):
+            raise fail(FailureClass.UNKNOWN, f"the daemon returned no digest for {ref}")
+        return digest
+
+    def run_verify(self, image: str, args: tuple[str, ...], timeout: float) -> tuple[int, str]:
+        return run_verify(self.api, image, args, timeout)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.api.close()
 
 
-class PullStream:
-    """One /images/create request, read on a worker thread so it can be abandoned."""
+class _SdkPull:
+    """One /images/create through docker-py, entirely on a worker thread (the request
+    too: docker-py would block in it until the daemon has the manifest), so the caller
+    never waits on it. Each read has a timeout (`silence_limit`), so an abandoned
+    request also ends by itself."""
 
     _END = object()
 
-    def __init__(self, api: docker.APIClient, ref: ImageRef, platform: str | None,
-                 creds: Credentials):
-        self._queue: queue.Queue[Any] = queue.Queue()
+    def __init__(self, api: Api, params: dict[str, str], headers: dict[str, str],
+                 silence_limit: float):
+        self._api = api
+        self._queue: queue.Queue[object] = queue.Queue()
         self._sock: socket.socket | None = None
+        self._response: Any = None
         self._aborted = False
-        tag = ref.digest or ref.tag
-        try:
-            self._gen = api.pull(ref.repository, tag=tag, stream=True, decode=True,
-                                 platform=platform, auth_config=creds.auth_config or None)
-        except Exception as e:
-            raise from_exception(e) from e
-        self._sock = _socket_of(self._gen)
-        self._thread = threading.Thread(target=self._read, name="pull-stream", daemon=True)
+        self.answered = False
+        # A little past the caller's own stall clock, so that the caller, which knows
+        # what the silence means, speaks first.
+        read = min(max(silence_limit, 1.0), 3600.0) + PING_TIMEOUT + 3.0
+        self._thread = threading.Thread(target=self._run, name="pull-stream", daemon=True,
+                                        args=(params, headers, read))
         self._thread.start()
 
-    def _read(self) -> None:
+    def _run(self, params: dict[str, str], headers: dict[str, str], read: float) -> None:
         try:
-            for msg in self._gen:
+            api = self._api
+            response = api._post(api._url("/images/create"), params=params, headers=headers,
+                                 stream=True, timeout=(CONNECT_TIMEOUT, read))
+            self._response = response
+            self._sock = _socket_of(response)
+            if self._aborted:
+                response.close()
+                return
+            api._raise_for_status(response)
+            self.answered = True
+            for msg in api._stream_helper(response, decode=True):
                 self._queue.put(msg)
             self._queue.put(self._END)
         except BaseException as e:  # handed to the main thread, which classifies it
             self._queue.put(e)
 
-    def messages(self, poll: float) -> Iterator[dict[str, Any] | None]:
-        """Yield messages; yield None every `poll` seconds of silence so the caller can
-        check its clocks and signals. Raises PullFailed for an error in the stream."""
+    def messages(self, poll: float) -> Iterator[Message | None]:
         while True:
             try:
                 item = self._queue.get(timeout=poll)
@@ -216,32 +203,29 @@ class PullStream:
                 if self._aborted:
                     return
                 raise from_exception(item) from item
-            if isinstance(item, dict) and item.get("error"):
-                detail = item.get("errorDetail") or {}
-                text = str(detail.get("message") or item["error"])
-                raise fail(classify(text, detail.get("code")), text)
-            yield item
+            if isinstance(item, dict):
+                failed = failure_of(item)
+                if failed is not None:
+                    raise failed
+                yield item
 
     def abort(self) -> None:
-        """Drop the connection; dockerd cancels a pull whose client went away."""
+        """Drop the connection if there is one yet; dockerd cancels a pull whose client
+        went away. Before the daemon answered there is no socket to reach: the worker's
+        read timeout ends it."""
         self._aborted = True
         if self._sock is not None:
             with contextlib.suppress(OSError):
                 self._sock.shutdown(socket.SHUT_RDWR)
-        with contextlib.suppress(Exception):
-            self._gen.close()
-        self._thread.join(timeout=1.0)
+        if self._response is not None:
+            with contextlib.suppress(Exception):
+                self._response.close()
+        self._thread.join(timeout=0.5)
 
 
-def _socket_of(gen: Any) -> socket.socket | None:
-    """The socket under docker-py's stream generator.
-
-    docker-py exposes neither the response nor a timeout for a streaming pull; the
-    generator's frame holds the response (same in docker 5.x and 7.x), and from there the
-    connection's socket, which shutdown() can unblock from another thread.
-    """
-    frame = getattr(gen, "gi_frame", None)
-    response = frame.f_locals.get("response") if frame is not None else None
+def _socket_of(response: Any) -> socket.socket | None:
+    """The socket under a streamed requests.Response (docker-py 5.x to 7.x), which
+    shutdown() can unblock from another thread."""
     raw = getattr(response, "raw", None)
     for path in (("_connection", "sock"), ("connection", "sock"), ("_fp", "fp", "raw", "_sock")):
         obj: Any = raw
@@ -255,13 +239,12 @@ def _socket_of(gen: Any) -> socket.socket | None:
 
 
 # ---------------------------------------------------------------------------------------
-# Verify and disk
+# Verify
 
 
-def run_verify(api: docker.APIClient, image: str, args: tuple[str, ...],
-               timeout: float) -> tuple[int, str]:
+def run_verify(api: Api, image: str, args: tuple[str, ...], timeout: float) -> tuple[int, str]:
     """Run the image once with `args` (docker run --rm --pull=never --network none IMAGE
-    ARGS)."""
+    ARGS). Every call is bounded: the client's timeout, and `timeout` for the run."""
     container = None
     try:
         # No network: a smoke test must not depend on (or reach) anything outside.
@@ -287,27 +270,9 @@ def run_verify(api: docker.APIClient, image: str, args: tuple[str, ...],
         return int(result.get("StatusCode", 1)), out.decode(errors="replace").strip()
     except docker.errors.APIError as e:
         return 125, str(e.explanation or e)
+    except Exception as e:
+        raise from_exception(e) from e
     finally:
         if container is not None:
             with contextlib.suppress(Exception):
                 api.remove_container(container, force=True)
-
-
-def data_root(api: docker.APIClient) -> str:
-    try:
-        return str(api.info().get("DockerRootDir") or "/var/lib/docker")
-    except Exception:
-        return "/var/lib/docker"
-
-
-def remote_digest(api: Api, ref: ImageRef, creds: Credentials) -> str:
-    """The digest the registry serves for ref now (what `docker pull` would get), asked
-    through the daemon so its mirrors, proxies and insecure-registry list apply."""
-    try:
-        data = api.inspect_distribution(str(ref), auth_config=creds.auth_config or None)
-    except Exception as e:
-        raise from_exception(e) from e
-    digest = (data.get("Descriptor") or {}).get("digest")
-    if not isinstance(digest, str):
-        raise fail(FailureClass.UNKNOWN, f"the daemon returned no digest for {ref}")
-    return digest

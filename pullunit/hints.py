@@ -22,6 +22,15 @@ class HintContext:
     data_root: str | None = None
     free_bytes: int | None = None
     platform: str | None = None
+    # the docker-credential-NAME that is missing, failed or hung (a `denied` of this host)
+    credential_helper: str | None = None
+    # which of the puller's clocks ended the last attempt ("pull.deadline", ...), if one did
+    cut_by: str | None = None
+
+
+# The Docker engine is not there: the same fix wherever pullunit meets it.
+DAEMON_FIX = ("start the Docker engine ('systemctl start docker') and check that DOCKER_HOST, "
+              "if set, names it")
 
 
 def _gib(n: int) -> str:
@@ -41,6 +50,11 @@ def fix_for(cls: FailureClass, ctx: HintContext) -> str:
         return (f"check that {ref} was pushed to {host} under that exact path and tag "
                 f"(a missing namespace is common); list tags with GET {url}"
                 f"{ref.remote_path}/tags/list")
+    if cls is FailureClass.DENIED and ctx.credential_helper:
+        helper = ctx.credential_helper
+        return (f"make {helper} answer without a prompt: try 'echo {host} | {helper} get' as "
+                "root (the pull unit runs as root), or remove it from credHelpers/credsStore "
+                "in that docker config, or set image.auth_file to a config without it")
     if cls is FailureClass.DENIED:
         where = str(ctx.config_path) if ctx.config_path else "no docker config"
         who = "root (the pull unit runs as root)" if ctx.running_as_root else "this user"
@@ -59,17 +73,26 @@ def fix_for(cls: FailureClass, ctx: HintContext) -> str:
         return (f"{ref.host} does not resolve on this host: check 'getent hosts {ref.host}', "
                 "/etc/resolv.conf (dockerd resolves registry names with the host's resolver) "
                 "and 'resolvectl status'; pullunit keeps retrying")
-    if cls in (FailureClass.UNREACHABLE, FailureClass.SERVER_ERROR):
-        return (f"{host} is not reachable or failing: check 'curl -v {url}', "
-                "firewall egress, proxies of docker.service, MTU; pullunit keeps retrying")
+    if cls is FailureClass.UNREACHABLE:
+        return (f"{host} is not reachable: check 'curl -v {url}', firewall egress, proxies "
+                "of docker.service, MTU; pullunit keeps retrying")
+    if cls is FailureClass.SERVER_ERROR:
+        return (f"{host} is not reachable or failing: it answers with server errors (5xx), "
+                "so the registry or a proxy in front of it is failing or overloaded; see "
+                f"'curl -v {url}' and the registry's status; pullunit keeps retrying")
+    if cls is FailureClass.STALLED and ctx.cut_by:
+        return (f"{ctx.cut_by} ended the pull while it was still running: raise it if the "
+                f"image is big or the link slow, and check the registry with 'curl -v {url}'")
     if cls is FailureClass.STALLED:
-        return ("the transfer made no progress: suspect MTU problems, a proxy, or a "
-                "throttled registry; raise pull.stall_timeout for very slow links")
+        return (f"{host} (or a proxy in front of it) accepts requests but stops sending: check "
+                f"'curl -v {url}' from this host and the proxies of docker.service; for a "
+                "transfer that stops midway suspect the MTU or throttling; raise "
+                "pull.stall_timeout for very slow links; pullunit keeps retrying")
     if cls is FailureClass.RATE_LIMITED:
         return (f"{host} is rate limiting this host: authenticate (image.auth_file), use a "
                 "pull-through cache or mirror, and avoid policy = \"always\" where not needed")
     if cls is FailureClass.DAEMON_UNAVAILABLE:
-        return "start the Docker engine: 'systemctl start docker'; pullunit keeps retrying"
+        return f"{DAEMON_FIX}; pullunit keeps retrying"
     if cls is FailureClass.DISK_FULL:
         room = f" ({_gib(ctx.free_bytes)} free)" if ctx.free_bytes is not None else ""
         root = ctx.data_root or "/var/lib/docker"

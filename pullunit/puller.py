@@ -1,7 +1,7 @@
 """One run of `pullunit pull APP`: decide by policy, pull with classified retries and
 jittered backoff, verify, record, tell systemd READY=1.
 
-The path of a pull: commands.pull -> Puller.run -> dockerapi (engine) -> classify
+The path of a pull: commands.pull -> Puller.run -> engine (the daemon) -> classify
 (what went wrong) -> retry.decide (wait, fall back or give up) -> activation (env file,
 history) -> notify.
 """
@@ -16,7 +16,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypeVar
 
 from . import engine as enginelib
 from . import platform, retry, state
@@ -24,15 +24,19 @@ from .activation import activate, keep_archive, locate
 from .classify import Failure, FailureClass, PullFailed, fail
 from .config import AppConfig, Policy
 from .durations import human
-from .engine import EngineUnavailable, LiteEngine, LocalImage
+from .engine import Engine, EngineUnavailable, LocalImage, PullStream
+from .errors import PullunitError
 from .hints import HintContext, fix_for
 from .notify import Notifier
 from .progress import Reporter
+from .pullstream import Progress
 from .reference import ImageRef
 
 if TYPE_CHECKING:
-    from .dockerapi import Credentials
+    from .credentials import Credentials
+    from .dockerapi import Api
 
+T = TypeVar("T")
 log = logging.getLogger("pullunit")
 POLL = 0.25  # how often a waiting pull checks its clocks; also bounds SIGTERM latency
 
@@ -55,11 +59,21 @@ class Outcome:
     elapsed: float
 
 
-class GaveUp(Exception):
+class GaveUp(PullunitError):
+    """The run ended without an image: the last failure, and its exit code."""
+
     def __init__(self, failure: Failure, attempts: int):
-        super().__init__(failure.message)
+        super().__init__(failure.message, failure.exit_code)
         self.failure = failure
         self.attempts = attempts
+
+
+@dataclass(frozen=True)
+class Cutoff:
+    """When the current attempt must end, and which clock says so."""
+
+    at: float  # on the puller's clock
+    why: str  # "pull.deadline" or "pull.refresh_timeout"
 
 
 class Puller:
@@ -75,9 +89,12 @@ class Puller:
         self.clock = clock
         self.sleep = sleep
         self.state = state.load(app.name)
-        self.api: Any = None  # docker-py APIClient, connected only when needed
-        self.engine: Any = None  # LiteEngine, or dockerapi.SdkEngine as a fallback
+        self.api: Api | None = None  # docker-py, for rollback archives only
+        self.engine: Engine | None = None  # enginelib.connect(), when first needed
         self.creds: Credentials | None = None
+        self.cred_helper: str | None = None  # a credential helper that failed
+        self.cut_by: str | None = None  # the clock that ended the last attempt, if any
+        self.last_failure: Failure | None = None  # the last one not made by a clock
         self.start = clock()
         self.attempts = 0
 
@@ -89,7 +106,8 @@ class Puller:
         can_fall_back = not prefetch and self._fallback_possible()
         while True:
             try:
-                return self._attempt(prefetch)
+                return self._attempt(prefetch, self._cutoff(rules.effective_deadline,
+                                                             can_fall_back))
             except PullFailed as e:
                 failure = e.failure
             if failure.cls is FailureClass.DAEMON_UNAVAILABLE:
@@ -118,7 +136,7 @@ class Puller:
             log.info("retrying in %s", human(delay))
             self.sleep(delay)
 
-    def _attempt(self, prefetch: bool) -> Outcome:
+    def _attempt(self, prefetch: bool, cutoff: Cutoff) -> Outcome:
         """One try by image.policy: the local image, or a pull. Raises PullFailed."""
         if self.app.image.policy is not Policy.ALWAYS and not prefetch:
             local = self._find_local()
@@ -128,7 +146,7 @@ class Puller:
                 raise fail(FailureClass.NOT_FOUND,
                            f"{self.ref} is not present locally and image.policy is \"never\"")
         self.attempts += 1
-        image = self._accept(self._pull_once())
+        image = self._accept(self._pull_once(cutoff))
         return self._prefetched(image) if prefetch else self._ready(image, Source.PULLED)
 
     # -- fallback: a known-good image keeps the app running --------------------------
@@ -169,57 +187,67 @@ class Puller:
                     log.warning("not falling back to the local %s: %s", self.ref, e)
         return None
 
-    def _api(self) -> Any:
-        """docker-py, imported on first use: a warm start never needs it."""
+    def _api(self) -> Api:
+        """docker-py, imported on first use: only rollback archives need it."""
         if self.api is None:
             from . import dockerapi
 
             self.api = dockerapi.connect()
         return self.api
 
-    def _engine(self) -> Any:
+    def _engine(self) -> Engine:
         if self.engine is None:
-            try:
-                self.engine = LiteEngine()
-            except EngineUnavailable:
-                from . import dockerapi
-
-                self.engine = dockerapi.SdkEngine(self._api())
+            self.engine = enginelib.connect()
         return self.engine
 
-    def _look(self, fn: Callable[[Any], Any]) -> Any:
-        try:
-            return fn(self._engine())
-        except EngineUnavailable as e:
-            raise fail(FailureClass.DAEMON_UNAVAILABLE,
-                        f"cannot talk to the Docker daemon at {enginelib.docker_host()}: "
-                        f"{e}") from e
+    def _look(self, fn: Callable[[Engine], T]) -> T:
+        """Ask the engine something; EngineUnavailable is the attempt's failure."""
+        return fn(self._engine())
 
     def _inspect(self, name: str) -> LocalImage | None:
-        found: LocalImage | None = self._look(lambda e: e.inspect(name))
-        return found
+        return self._engine().inspect(name)
 
     def _find_local(self) -> LocalImage | None:
-        found: LocalImage | None = self._look(lambda e: enginelib.find_local(e, self.ref))
-        return found
+        return enginelib.find_local(self._engine(), self.ref)
 
-    def _credentials(self) -> Credentials:
+    def _credentials(self, left: float) -> Credentials:
+        """Credentials for the ref, once per run; a credential helper gets at most
+        credentials.HELPER_TIMEOUT, and never more than what is `left` of the attempt."""
         if self.creds is None:
-            from . import dockerapi
+            from . import credentials
 
-            self.creds = dockerapi.credentials(self.ref, self.app.image.auth_file)
+            try:
+                self.creds = credentials.credentials(
+                    self.ref, self.app.image.auth_file,
+                    helper_timeout=max(0.0, min(credentials.HELPER_TIMEOUT, left)))
+            except credentials.HelperFailed as e:
+                self.cred_helper = e.helper
+                raise
+            self.cred_helper = None
         return self.creds
 
-    def _pull_once(self) -> LocalImage:
-        from . import dockerapi
+    def _cutoff(self, deadline: float, can_fall_back: bool) -> Cutoff:
+        """The attempt ends at the deadline, or at refresh_timeout while falling back to
+        a local image is still possible: no attempt may outlive the clock that decides
+        what happens next."""
+        refresh = self.start + self.app.pull.refresh_timeout
+        if can_fall_back and self.clock() < refresh < self.start + deadline:
+            return Cutoff(refresh, "pull.refresh_timeout")
+        return Cutoff(self.start + deadline, "pull.deadline")
 
+    def _pull_once(self, cutoff: Cutoff | None = None) -> LocalImage:
+        """One attempt. Every wait in it (credential helper, the daemon, the registry
+        behind it) ends by stall_timeout or the cutoff, whichever comes first."""
         pull = self.app.pull
-        api = self._api()
-        creds = self._credentials()
+        cut = cutoff or Cutoff(self.start + pull.deadline, "pull.deadline")
+        self.cut_by = None
+        engine = self._engine()
+        creds = self._credentials(cut.at - self.clock())
         log.info("pulling %s (attempt %d)", self.ref, self.attempts)
         self.notifier.status(f"pulling {self.ref} (attempt {self.attempts})")
-        stream = dockerapi.PullStream(api, self.ref, self.app.image.platform, creds)
-        progress = dockerapi.Progress.empty()
+        stream = engine.pull(self.ref, self.app.image.platform, creds.auth,
+                             silence_limit=min(pull.stall_timeout, cut.at - self.clock()))
+        progress = Progress.empty()
         reporter = Reporter(self.notifier, str(self.ref))
         last_progress = self.clock()
         try:
@@ -228,14 +256,10 @@ class Puller:
                 if msg is not None and progress.update(msg):
                     last_progress = now
                     reporter.update(progress.done, progress.total)
+                if now >= cut.at:
+                    raise self._cut(cut, stream, progress)
                 if now - last_progress > pull.stall_timeout:
-                    raise fail(FailureClass.STALLED,
-                               f"pull of {self.ref} made no progress for "
-                               f"{human(pull.stall_timeout)} ({_mb(progress.done)} of "
-                               f"{_mb(progress.total)} done)")
-                if now - self.start > pull.deadline:
-                    raise fail(FailureClass.STALLED,
-                               f"pull.deadline ({human(pull.deadline)}) passed during the pull")
+                    raise self._stalled(engine, stream, progress)
         finally:
             stream.abort()
             reporter.finish()
@@ -248,6 +272,39 @@ class Puller:
             raise fail(FailureClass.UNKNOWN, f"the daemon reported {self.ref} pulled, but it "
                         "is not present")
         return image
+
+    def _where(self, stream: PullStream, progress: Progress) -> str:
+        if not stream.answered:
+            return f"before {self.ref.registry} answered the request for {self.ref}"
+        where = f"with {_mb(progress.done)} of {_mb(progress.total)} done"
+        if progress.retrying:
+            where += " (the daemon was retrying a failed layer download)"
+        return where
+
+    def _stalled(self, engine: Engine, stream: PullStream, progress: Progress) -> PullFailed:
+        stall = human(self.app.pull.stall_timeout)
+        if not stream.answered:
+            # dockerd answers a pull once it has the manifest: silence is the registry's,
+            # unless the daemon itself is stuck.
+            if not engine.ping():
+                return EngineUnavailable(f"it accepted the pull of {self.ref} but sent nothing "
+                                         f"for {stall} and does not answer a ping", engine.host)
+            return enginelib.registry_silent(self.ref, self.app.pull.stall_timeout)
+        return fail(FailureClass.STALLED,
+                    f"pull of {self.ref} made no progress for {stall} (pull.stall_timeout) "
+                    + self._where(stream, progress))
+
+    def _cut(self, cut: Cutoff, stream: PullStream, progress: Progress) -> PullFailed:
+        """A clock ended the attempt: say which, and keep what really went wrong before
+        (a 503 does not become a "stall" because the deadline came during the retry)."""
+        self.cut_by = cut.why
+        passed = (f"{cut.why} ({human(cut.at - self.start)}) passed during attempt "
+                  f"{self.attempts}, {self._where(stream, progress)}")
+        last = self.last_failure
+        moving = stream.answered and progress.done > 0 and not progress.retrying
+        if last is not None and not moving:
+            return fail(last.cls, f"{last.message}; then {passed}")
+        return fail(FailureClass.STALLED, passed)
 
     def _accept(self, image: LocalImage, *, fallback: bool = False) -> LocalImage:
         """The checks that make an image good to run: digest, platform, verify command.
@@ -269,9 +326,7 @@ class Puller:
             timeout = self.app.pull.stall_timeout
             timeout = 300.0 if math.isinf(timeout) else max(timeout, 30.0)
             self.notifier.status(f"verifying {self.ref}")
-            from . import dockerapi
-
-            code, output = dockerapi.run_verify(self._api(), image.id, verify, timeout)
+            code, output = self._engine().run_verify(image.id, verify, timeout)
             if code != 0:
                 raise fail(FailureClass.VERIFY_FAILED,
                            f"image.verify {list(verify)} exited {code}: {_short(output, 300)}")
@@ -311,9 +366,12 @@ class Puller:
 
     def _report(self, failure: Failure) -> None:
         """One log line per failure: class, the daemon's words, and the fix."""
+        if self.cut_by is None:
+            self.last_failure = failure
         log.error("%s (%s): %s; fix: %s", "pull failed" if self.attempts else "cannot pull",
                   failure.cls, failure.message,
                   fix_for(failure.cls, self._hint_context(failure.cls)))
+        self.cut_by = None  # said once; the next failure has its own cause
         self.state = state.record_failure(self.state, str(failure.cls), failure.message,
                                           int(failure.exit_code))
         try:
@@ -323,21 +381,20 @@ class Puller:
 
     def _hint_context(self, cls: FailureClass) -> HintContext:
         data_root = free = None
-        if cls is FailureClass.DISK_FULL and self.api is not None:
-            from . import dockerapi
-
-            data_root = dockerapi.data_root(self.api)
+        if cls is FailureClass.DISK_FULL and self.engine is not None:
             try:
+                data_root = self.engine.data_root()
                 st = os.statvfs(data_root)
                 free = st.f_bavail * st.f_frsize
-            except OSError:
+            except (OSError, PullFailed):
                 pass
         creds = self.creds
         return HintContext(ref=self.ref, config_path=creds.config_path if creds else None,
                            credentials_found=bool(creds and creds.found),
                            auth_file_configured=self.app.image.auth_file is not None,
                            running_as_root=os.geteuid() == 0, data_root=data_root,
-                           free_bytes=free, platform=self.app.image.platform)
+                           free_bytes=free, platform=self.app.image.platform,
+                           credential_helper=self.cred_helper, cut_by=self.cut_by)
 
 
 def _short(text: str, limit: int = 160) -> str:

@@ -16,9 +16,35 @@ from .. import lockfile
 from ..classify import PullFailed
 from ..cli import config_dir
 from ..config import AppConfig, app_files, load_app, resolve_app
+from ..engine import Engine
 from ..errors import ConfigError, ExitCode
+from ..hints import HintContext, fix_for
 
 log = logging.getLogger("pullunit")
+# A tag resolves with one manifest request; a registry (or a front of it) that has not
+# answered within the app's stall_timeout, or this, is not going to.
+RESOLVE_LIMIT = 60.0
+
+
+def _resolve(engine: Engine, app: AppConfig) -> str:
+    from ..credentials import HelperFailed, credentials
+
+    pull = app.pull
+    limit = min(pull.stall_timeout, pull.deadline, RESOLVE_LIMIT)
+    ref = app.image.ref
+    try:
+        creds = credentials(ref, app.image.auth_file, helper_timeout=min(limit, 10.0))
+    except HelperFailed as e:
+        e.hint = fix_for(e.failure.cls, HintContext(ref=ref, credential_helper=e.helper))
+        raise
+    try:
+        return engine.remote_digest(ref, creds.auth, limit)
+    except PullFailed as e:
+        if not e.hint:
+            e.hint = fix_for(e.failure.cls, HintContext(
+                ref=ref, config_path=creds.config_path, credentials_found=creds.found,
+                auth_file_configured=app.image.auth_file is not None))
+        raise
 
 
 def _apps(args: argparse.Namespace) -> Iterator[AppConfig | ConfigError]:
@@ -32,9 +58,9 @@ def _apps(args: argparse.Namespace) -> Iterator[AppConfig | ConfigError]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import dockerapi
+    from ..engine import connect
 
-    api = None
+    engine: Engine | None = None
     worst = 0
     for app in _apps(args):
         if isinstance(app, ConfigError):
@@ -46,13 +72,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"{app.name}: pinned in its config ({ref.digest}); no lock needed")
             continue
         try:
-            if api is None:
-                api = dockerapi.connect()
-            digest = dockerapi.remote_digest(api, ref, dockerapi.credentials(ref,
-                                                                              app.image.auth_file))
+            if engine is None:
+                engine = connect()
+            digest = _resolve(engine, app)
         except PullFailed as e:
-            log.error("%s: cannot resolve %s (%s): %s", app.name, ref, e.failure.cls,
-                      e.failure.message)
+            log.error("%s: cannot resolve %s (%s): %s; fix: %s", app.name, ref, e.failure.cls,
+                      e.failure.message, e.hint)
             worst = max(worst, int(e.failure.exit_code))
             continue
         try:

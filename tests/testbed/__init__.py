@@ -29,6 +29,7 @@ from .dockerd import (
     stop_extra_dockerd,
     stop_main_dockerd_if_started,
 )
+from .faultfront import FaultFront
 from .images import (
     Pushed,
     make_big_image,
@@ -47,7 +48,7 @@ from .registry import AccessEntry, Registry
 from .tlsreg import TlsRegistry
 
 __all__ = [
-    "MAIN_SOCKET", "AccessEntry", "DnsDockerd", "DockerdProcess", "Fault", "Netns",
+    "MAIN_SOCKET", "AccessEntry", "DnsDockerd", "DockerdProcess", "Fault", "FaultFront", "Netns",
     "NginxProxy", "PullOutcome", "Pushed", "Registry", "RegistryAPI", "TestbedError",
     "TlsRegistry", "ensure_dockerd", "free_port", "leftovers", "main_dockerd_started_here",
     "make_big_image", "make_busybox_image", "make_index_image", "make_platform_image",

@@ -22,6 +22,30 @@ Ports and digests are whatever the run used (127.0.0.1:5000 plain registry,
 # ruff: noqa: E501  (generated data: the daemon's texts are kept whole, one per line)
 from __future__ import annotations
 
+# Kept by hand (`observe --write` keeps everything above the generated part): texts the
+# daemon produced that observe.py does not provoke. Same shape as MESSAGES.
+KEPT_MESSAGES: dict[str, list[str]] = {
+    'dns': [
+        # dns_dockerd here (Go's resolver with our stub as the only server)...
+        'Get "https://registry.pullunit.test:5000/v2/": dial tcp: lookup registry.pullunit.test: no such host',
+        # ...and the same pull on a freshly set-up Debian 12 machine (issue 12): Go names
+        # the server it asked, depending on the resolver set-up.
+        'Get "https://registry.pullunit.test:5000/v2/": dial tcp: lookup registry.pullunit.test on 127.0.0.1:53: no such host',
+    ],
+    'not_found': [
+        # A manifest 404 whose body is not the registry's JSON (tests/testbed/faultfront.py
+        # html404 / empty404): dockerd's own API answers 500 with this text.
+        'error parsing HTTP 404 response body: invalid character \'<\' looking for beginning of value: "<html><head><title>404</title></head><body><h1>nothing here</h1></body></html>\\n"',
+        'error parsing HTTP 404 response body: unexpected end of JSON input: ""',
+        # A blob 404 (faultfront html404/empty404 on blobs), in the stream.
+        'unknown blob',
+    ],
+    'server_error': [
+        # A config blob that keeps answering 503 (nginx status fault on blobs).
+        'error pulling image configuration: download failed after attempts=6: received unexpected HTTP status: 503 Service Temporarily Unavailable',
+    ],
+}
+
 # --- generated below by `python3 -m tests.testbed observe --write`; do not edit by hand
 
 MESSAGES: dict[str, list[str]] = {
