@@ -89,7 +89,7 @@ class Bed:
                    sleep=self.clock.sleep, rng=random.Random(1))
         steps = iter(script)
 
-        def pull_once() -> LocalImage:
+        def pull_once(cutoff: object = None) -> LocalImage:
             self.pulls += 1
             self.clock.now += seconds_per_attempt
             step = next(steps)
