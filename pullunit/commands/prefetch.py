@@ -17,7 +17,7 @@ from typing import Any
 from .. import lockfile, state
 from ..cli import config_dir
 from ..config import Policy, app_files, load_app, resolve_app
-from ..lock import app_lock
+from ..lock import BACKGROUND_WAIT, app_lock
 from ..notify import Notifier
 from ..puller import GaveUp, Puller
 
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
                 log.info("%s: %s", app.name, row["message"])
             continue
         ref, _ = lockfile.effective_ref(app)
-        with app_lock(app.name, lambda m: log.info("%s", m)):
+        with app_lock(app.name, lambda m: log.info("%s", m), timeout=BACKGROUND_WAIT):
             current = state.load(app.name).current
             row["running"] = current.reference if current else None
             try:

@@ -14,7 +14,7 @@ from ..cli import config_dir
 from ..config import load_app, resolve_app
 from ..engine import LiteEngine
 from ..errors import ExitCode, PullunitError
-from ..lock import app_lock
+from ..lock import OPERATOR_WAIT, app_lock
 
 log = logging.getLogger("pullunit")
 
@@ -42,7 +42,7 @@ def _choose(st: state.AppState, to: str | None) -> state.Entry:
 
 def run(args: argparse.Namespace) -> int:
     app = load_app(resolve_app(config_dir(args), args.app))
-    with app_lock(app.name, lambda m: log.info("%s", m)):
+    with app_lock(app.name, lambda m: log.info("%s", m), timeout=OPERATOR_WAIT):
         st = state.load(app.name)
         target = _choose(st, args.to)
         engine = LiteEngine()
