@@ -13,7 +13,7 @@ from pathlib import Path
 from . import paths
 from .config import AppConfig, app_files, load_app
 from .errors import ConfigError, ExitCode, PullunitError
-from .fsutil import write_if_changed
+from .fsutil import CannotWrite, write_if_changed
 from .render import UnitFile, make_environment, render_app
 
 
@@ -141,7 +141,7 @@ def generate(config_dir: Path, output_dir: Path, *, selected: list[Path] | None 
             try:
                 changed = write_if_changed(target, unit.text, durable=durable)
             except OSError as e:
-                raise PullunitError(f"Cannot write {target}: {e.strerror}", ExitCode.IOERR) from e
+                raise CannotWrite(target, e) from e
             (result.written if changed else result.unchanged).append(target)
     if selected is None:
         # Units of an app whose config is merely invalid survive: prune() only removes
