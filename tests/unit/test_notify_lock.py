@@ -84,12 +84,26 @@ def test_locks_are_per_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
 
 # -- a bounded wait: the lock is held by a real second process -------------------------
 
+# Holds the lock the way any process can: flock(2) on RUNTIME_DIR/web.lock, its pid inside.
+FLOCK_HOLD = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)
+fcntl.flock(fd, fcntl.LOCK_EX)
+os.ftruncate(fd, 0)
+os.write(fd, f"{os.getpid()}\\n".encode())
+print("HELD", flush=True)
+time.sleep(60)
+"""
+
+
 @pytest.fixture
 def holder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[subprocess.Popen[str]]:
     """Another process that holds web's lock for up to a minute."""
-    monkeypatch.setenv("PULLUNIT_RUNTIME_DIR", str(tmp_path / "run"))
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, "60"], stdout=subprocess.PIPE,
-                            text=True, env={**os.environ})
+    run = tmp_path / "run"
+    run.mkdir()
+    monkeypatch.setenv("PULLUNIT_RUNTIME_DIR", str(run))
+    proc = subprocess.Popen([sys.executable, "-c", FLOCK_HOLD, str(run / "web.lock")],
+                            stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "HELD"
     yield proc
