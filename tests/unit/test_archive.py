@@ -81,7 +81,7 @@ def test_load_without_an_archive_is_false() -> None:
 ])
 def test_a_load_error_in_the_stream_is_an_error(reply: dict[str, Any]) -> None:
     _archive_of(b"not an image")
-    with pytest.raises(archive.ArchiveError, match="docker load .*: (archive/tar|unexpected)"):
+    with pytest.raises(archive.ArchiveError, match=r"docker load .*: (archive/tar|unexpected)"):
         archive.load(FakeApi(replies=[reply]), "web", IMAGE_ID)
 
 
