@@ -8,9 +8,11 @@ import contextlib
 import gzip
 import logging
 import os
+import stat
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from . import paths
 
@@ -21,12 +23,24 @@ def archive_dir(app: str) -> Path:
     return paths.state_dir() / "cache" / app
 
 
+class ArchiveError(Exception):
+    """dockerd refused an archive (truncated, corrupt, not an image)."""
+
+
+CHUNK = 1 << 20  # bytes per read and write: memory stays flat whatever the image size
+
+
 def path_for(app: str, image_id: str) -> Path:
-    return archive_dir(app) / f"{image_id.removeprefix('sha256:')}.tar.gz"
+    digest = image_id.removeprefix("sha256:")
+    # the id comes from the state file, and names a file here: hex only, no path tricks
+    if len(digest) != 64 or digest.strip("0123456789abcdef"):
+        raise ValueError(f"not an image ID: {image_id!r}")
+    return archive_dir(app) / f"{digest}.tar.gz"
 
 
 def save(api: Any, app: str, image_id: str) -> Path:
-    """Stream `docker save` through gzip into place; a crash leaves no partial archive."""
+    """Stream `docker save` through gzip into place, a chunk at a time; a crash leaves no
+    partial archive."""
     target = path_for(app, image_id)
     if target.exists():
         return target
@@ -35,7 +49,7 @@ def save(api: Any, app: str, image_id: str) -> Path:
     try:
         with os.fdopen(fd, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb",
                                                         compresslevel=1) as gz:
-            for chunk in api.get_image(image_id):
+            for chunk in api.get_image(image_id, chunk_size=CHUNK):
                 gz.write(chunk)
         os.chmod(tmp, 0o600)
         os.replace(tmp, target)
@@ -47,15 +61,35 @@ def save(api: Any, app: str, image_id: str) -> Path:
 
 
 def load(api: Any, app: str, image_id: str) -> bool:
-    """`docker load` the archive of image_id; False when there is none."""
+    """`docker load` the archive of image_id; False when there is none.
+
+    The file goes to dockerd as it is, compressed and a chunk at a time (dockerd
+    decompresses what `docker save | gzip` wrote): reading it into memory first would cost
+    the archive's size in RAM, and unpacking it in Python a core that dockerd needs."""
     path = path_for(app, image_id)
-    if not path.exists():
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
         return False
-    with gzip.open(path, "rb") as f:
-        result = api.load_image(f.read())
-    for _ in result or ():  # docker-py 7 returns a stream of progress messages
-        pass
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ArchiveError(f"{path} is not a regular file")
+        # quiet=False: dockerd reports each layer as it loads, so the client's socket
+        # timeout bounds a stuck load, not a big one
+        messages = api.load_image(_chunks(f), quiet=False)
+        for msg in messages or ():  # docker-py >= 3: a stream of progress messages
+            error = isinstance(msg, dict) and (msg.get("error") or (
+                msg.get("errorDetail") or {}).get("message"))
+            if error:
+                raise ArchiveError(f"docker load {path}: {error}")
     return True
+
+
+def _chunks(f: BinaryIO) -> Iterator[bytes]:
+    """The request body in 1 MiB chunks (sent with chunked encoding); given the file
+    object itself, http.client would write it 8 KiB at a time."""
+    while chunk := f.read(CHUNK):
+        yield chunk
 
 
 def prune(app: str, keep_ids: set[str]) -> list[Path]:

@@ -16,7 +16,7 @@ from . import paths
 from .config import AppConfig, app_files, load_app
 from .errors import ConfigError, ExitCode, PullunitError
 from .escape import UnsafeValueError, check_text
-from .fsutil import write_if_changed
+from .fsutil import CannotWrite, write_if_changed
 from .render import UnitFile, make_environment, render_app
 
 
@@ -173,8 +173,7 @@ def generate(config_dir: Path, output_dir: Path, *, selected: list[Path] | None 
                 changed = write_if_changed(target, unit.text, durable=durable)
             except OSError as e:
                 # This app is not generated (nor enabled or started); the others still are.
-                result.errors.append(PullunitError(f"Cannot write {target}: {e.strerror or e}",
-                                                   ExitCode.IOERR))
+                result.errors.append(CannotWrite(target, e))
                 result.apps.remove(r.app)
                 break
             (result.written if changed else result.unchanged).append(target)

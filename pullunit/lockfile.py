@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .config import LOCK_SUFFIX, AppConfig, read_toml
 from .errors import ConfigError
-from .fsutil import atomic_write
+from .fsutil import CannotWrite, atomic_write
 from .reference import DIGEST_RE, ImageRef, parse_reference
 
 HEADER = "# Written by 'pullunit pin' or 'pullunit rollback'; do not edit by hand.\n"
@@ -85,7 +85,10 @@ def write(app: AppConfig, digest: str, source: str) -> Lock:
     lock = Lock(str(app.image.ref), digest, source, now)
     text = HEADER + tomli_w.dumps({"lock": {"ref": lock.ref, "digest": lock.digest,
                                             "source": lock.source, "at": lock.at}})
-    atomic_write(lock_path(app), text, 0o644)
+    try:
+        atomic_write(lock_path(app), text, 0o644)
+    except OSError as e:  # was exit 70 on a full or read-only config dir
+        raise CannotWrite(lock_path(app), e) from e
     return lock
 
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import TextIO
+from typing import Any, TextIO
+
+from .printable import printable, printable_lines
 
 _LEVELS = {
     "emerg": logging.CRITICAL, "alert": logging.CRITICAL, "crit": logging.CRITICAL,
@@ -50,6 +52,26 @@ def use_color(stream: TextIO = sys.stderr) -> bool:
         return False
 
 
+def _safe_arg(arg: Any) -> Any:
+    if isinstance(arg, str):
+        return printable(arg)
+    if isinstance(arg, BaseException):
+        return printable(str(arg))
+    return arg
+
+
+def _message(record: logging.LogRecord) -> str:
+    """The record's text with every string argument made printable, line feeds included:
+    the arguments carry daemon and registry text, the format string is pullunit's own.
+    (What is left, say an f-string, is made printable line by line by the caller.)"""
+    if isinstance(record.args, tuple) and record.args:
+        try:
+            return str(record.msg) % tuple(_safe_arg(a) for a in record.args)
+        except (TypeError, ValueError):  # a %d given a str: logging's own rendering
+            pass
+    return record.getMessage()
+
+
 class _Formatter(logging.Formatter):
     def __init__(self, journal: bool, color: bool, program: str):
         super().__init__()
@@ -58,9 +80,9 @@ class _Formatter(logging.Formatter):
         self.program = program
 
     def format(self, record: logging.LogRecord) -> str:
-        msg = record.getMessage()
+        msg = printable_lines(_message(record))
         if record.exc_info and record.levelno <= logging.DEBUG:
-            msg += "\n" + self.formatException(record.exc_info)
+            msg += "\n" + printable_lines(self.formatException(record.exc_info))
         if self.journal:
             prio = _PRIORITY.get(record.levelno, 6)
             return "\n".join(f"<{prio}>{line}" for line in msg.splitlines() or [""])

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 
+from .printable import printable
+
 
 class Notifier:
     def __init__(self) -> None:
@@ -21,11 +23,12 @@ class Notifier:
             self._n.notify(text)
 
     def status(self, text: str) -> None:
-        text = text.replace("\n", " ")
+        text = printable(text.replace("\n", " "))  # daemon text, ESC and all
         if text != self._last:
             self._last = text
             self._send(f"STATUS={text}")
 
     def ready(self, status: str) -> None:
+        status = printable(status.replace("\n", " "))
         self._last = status
-        self._send(f"READY=1\nSTATUS={status.replace(chr(10), ' ')}")
+        self._send(f"READY=1\nSTATUS={status}")

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
+import re
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -13,7 +15,8 @@ from typing import Any
 
 from . import paths
 from .errors import ExitCode, PullunitError
-from .fsutil import atomic_write
+from .fsutil import CannotWrite, atomic_write, read_regular
+from .printable import printable
 
 SCHEMA_VERSION = 1
 log = logging.getLogger("pullunit")
@@ -56,43 +59,117 @@ class AppState:
         return d
 
 
-def _entry(d: dict[str, Any]) -> Entry:
-    return Entry(str(d["reference"]), d.get("digest"), str(d["image_id"]),
-                 float(d["first_ready"]), float(d["last_ready"]), str(d.get("image", "")))
+class CorruptState(ValueError):
+    """The state file parsed as JSON but is not what pullunit wrote."""
 
 
-def from_json(app: str, data: dict[str, Any]) -> AppState:
-    if data.get("schema") != SCHEMA_VERSION:
-        raise ValueError(f"unsupported state schema {data.get('schema')!r}")
-    lf = data.get("last_failure")
+_ID = re.compile(r"sha256:[0-9a-f]{64}")
+MAX_BYTES = 1 << 20  # a state file holds a few dozen entries: ~10 KB
+
+
+def _get(d: dict[str, Any], key: str, where: str, kinds: tuple[type, ...],
+         default: Any = ...) -> Any:
+    if key not in d:
+        if default is ...:
+            raise CorruptState(f"{where}{key}: missing")
+        return default
+    value = d[key]
+    # bool is an int to Python, never to pullunit
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        raise CorruptState(f"{where}{key}: expected {' or '.join(k.__name__ for k in kinds)}, "
+                           f"got {type(value).__name__}")
+    return value
+
+
+def _time(d: dict[str, Any], key: str, where: str, default: Any = ...) -> float:
+    value = _get(d, key, where, (int, float), default)
+    try:
+        t = float(value)
+    except OverflowError:
+        raise CorruptState(f"{where}{key}: out of range") from None
+    if not math.isfinite(t):
+        raise CorruptState(f"{where}{key}: not a finite number")
+    return t
+
+
+def _image_id(value: str, where: str) -> str:
+    # it names an archive file and goes into Docker API paths: nothing else may pass
+    if not _ID.fullmatch(value):
+        raise CorruptState(f"{where}: not sha256:<64 hex digits>")
+    return value
+
+
+def _entry(d: object, where: str) -> Entry:
+    if not isinstance(d, dict):
+        raise CorruptState(f"{where}: expected an object, got {type(d).__name__}")
+    where += "."
+    digest = _get(d, "digest", where, (str, type(None)), None)
+    return Entry(reference=_get(d, "reference", where, (str,)),
+                 digest=None if digest is None else _image_id(digest, where + "digest"),
+                 image_id=_image_id(_get(d, "image_id", where, (str,)), where + "image_id"),
+                 first_ready=_time(d, "first_ready", where),
+                 last_ready=_time(d, "last_ready", where),
+                 image=_get(d, "image", where, (str,), ""))
+
+
+def _attempt(d: object, where: str) -> Attempt:
+    if not isinstance(d, dict):
+        raise CorruptState(f"{where}: expected an object, got {type(d).__name__}")
+    where += "."
+    code = _get(d, "exit_code", where, (int,))
+    if not 0 <= code <= 255:
+        raise CorruptState(f"{where}exit_code: {code} is not an exit status")
+    return Attempt(at=_time(d, "at", where), cls=_get(d, "cls", where, (str,)),
+                   message=printable(_get(d, "message", where, (str,))), exit_code=code)
+
+
+def _optional(data: dict[str, Any], key: str, parse: Any) -> Any:
+    value = data.get(key)
+    return None if value is None else parse(value, key)
+
+
+def from_json(app: str, data: object) -> AppState:
+    """Field by field: any value of the wrong type or shape is CorruptState, whatever
+    the file holds (it sits in a directory an attacker may have written to)."""
+    if not isinstance(data, dict):
+        raise CorruptState(f"expected a JSON object, got {type(data).__name__}")
+    schema = data.get("schema")
+    if type(schema) is not int or schema != SCHEMA_VERSION:
+        raise CorruptState(f"unsupported state schema {schema!r}")
+    history = _get(data, "history", "", (list,), [])
+    verified = _get(data, "verified", "", (list,), [])
+    if not all(isinstance(v, str) for v in verified):
+        raise CorruptState("verified: expected a list of strings")
     return AppState(
         app=app,
-        image=str(data.get("image", "")),
-        current=_entry(data["current"]) if data.get("current") else None,
-        history=tuple(_entry(e) for e in data.get("history", [])),
-        verified=tuple(str(v) for v in data.get("verified", [])),
-        last_failure=Attempt(float(lf["at"]), str(lf["cls"]), str(lf["message"]),
-                             int(lf["exit_code"])) if lf else None,
-        prefetched=_entry(data["prefetched"]) if data.get("prefetched") else None,
-        updated=float(data.get("updated", 0.0)),
+        image=_get(data, "image", "", (str,), ""),
+        current=_optional(data, "current", _entry),
+        history=tuple(_entry(e, f"history[{i}]") for i, e in enumerate(history)),
+        verified=tuple(verified),
+        last_failure=_optional(data, "last_failure", _attempt),
+        prefetched=_optional(data, "prefetched", _entry),
+        updated=_time(data, "updated", "", 0.0),
     )
 
 
 def load(app: str) -> AppState:
-    """The app's state; a missing file is a fresh start, an unreadable one is set aside."""
+    """The app's state; a missing file is a fresh start, an unreadable one is set aside,
+    so a damaged file costs the app its history, never its start."""
     path = paths.state_file(app)
     try:
-        data = json.loads(path.read_text())
-        return from_json(app, data)
+        return from_json(app, json.loads(read_regular(path, MAX_BYTES)))
     except FileNotFoundError:
         return AppState(app)
-    except (ValueError, KeyError, TypeError) as e:
+    # ValueError: not JSON, not UTF-8, not a regular file, or CorruptState;
+    # RecursionError: JSON nested too deeply for the parser
+    except (ValueError, RecursionError) as e:
         aside = path.with_suffix(f".corrupt-{int(time.time())}")
+        why = printable(str(e))
         try:
             os.replace(path, aside)
-            log.warning("state file %s was unreadable (%s); moved it to %s", path, e, aside)
+            log.warning("state file %s was unreadable (%s); moved it to %s", path, why, aside)
         except OSError:
-            log.warning("state file %s is unreadable (%s); ignoring it", path, e)
+            log.warning("state file %s is unreadable (%s); ignoring it", path, why)
         return AppState(app)
     except OSError as e:
         raise PullunitError(f"Cannot read state file {path}: {e.strerror}", ExitCode.IOERR) from e
@@ -104,8 +181,7 @@ def save(state: AppState) -> None:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         atomic_write(path, json.dumps(state.to_json(), indent=2, sort_keys=True) + "\n", 0o600)
     except OSError as e:
-        raise PullunitError(f"Cannot write state file {path}: {e.strerror}",
-                            ExitCode.IOERR) from e
+        raise CannotWrite(path, e, "state file") from e
 
 
 def record_ready(state: AppState, image: str, reference: str, digest: str | None,
@@ -135,7 +211,9 @@ def record_prefetch(state: AppState, image: str, reference: str, digest: str | N
 def record_failure(state: AppState, cls: str, message: str, exit_code: int,
                    now: float | None = None) -> AppState:
     now = time.time() if now is None else now
-    return replace(state, last_failure=Attempt(now, cls, message, exit_code), updated=now)
+    # the message is the daemon's (and so the registry's) text: printable from here on
+    return replace(state, last_failure=Attempt(now, cls, printable(message), exit_code),
+                   updated=now)
 
 
 def write_env_file(app: str, reference: str) -> Path:
@@ -149,15 +227,16 @@ def write_env_file(app: str, reference: str) -> Path:
         path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
         atomic_write(path, f"PULLUNIT_IMAGE={reference}\n", 0o644)
     except OSError as e:
-        raise PullunitError(f"Cannot write {path}: {e.strerror}", ExitCode.IOERR) from e
+        raise CannotWrite(path, e) from e
     return path
 
 
 def read_env_file(app: str) -> str | None:
     try:
-        for line in paths.env_file(app).read_text().splitlines():
-            if line.startswith("PULLUNIT_IMAGE="):
-                return line.split("=", 1)[1]
-    except OSError:
+        text = read_regular(paths.env_file(app), 64 * 1024).decode()
+    except (OSError, ValueError):  # missing, unreadable, a FIFO, not UTF-8: not in use
         return None
+    for line in text.splitlines():
+        if line.startswith("PULLUNIT_IMAGE="):
+            return line.split("=", 1)[1]
     return None

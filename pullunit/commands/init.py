@@ -12,6 +12,7 @@ import tomli_w
 from ..cli import config_dir
 from ..config import load_app, validate_app_name
 from ..errors import ConfigError, ExitCode, PullunitError
+from ..fsutil import CannotWrite
 from ..reference import ReferenceError, parse_reference
 
 log = logging.getLogger("pullunit")
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         raise PullunitError(f"{path} already exists; not overwriting it",
                             ExitCode.CANTCREAT) from None
     except OSError as e:
-        raise PullunitError(f"Cannot write {path}: {e.strerror}", ExitCode.CANTCREAT) from e
+        raise CannotWrite(path, e) from e
     load_app(path)  # what init writes must itself be valid
     print(path)
     return 0

@@ -22,7 +22,7 @@ from .. import lockfile, state
 from ..cli import config_dir
 from ..config import AppConfig, Policy, app_files, app_name_of, load_app, resolve_app
 from ..errors import ConfigError, PullunitError
-from ..lock import app_lock
+from ..lock import BACKGROUND_WAIT, app_lock
 from ..notify import Notifier
 from ..puller import GaveUp, Puller
 
@@ -75,7 +75,7 @@ def _prefetch(app: AppConfig, row: dict[str, Any], *, verbose: bool) -> int:
             log.info("%s: %s", app.name, row["message"])
         return 0
     ref = lockfile.answer(app).ref
-    with app_lock(app.name, lambda m: log.info("%s", m)):
+    with app_lock(app.name, lambda m: log.info("%s", m), timeout=BACKGROUND_WAIT):
         current = state.load(app.name).current
         row["running"] = current.reference if current else None
         try:

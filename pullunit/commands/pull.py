@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         log.info("%s", message)
         notifier.status(message)
 
-    with app_lock(app.name, waiting):
+    with app_lock(app.name, waiting, timeout=app.pull.deadline):
         try:
             outcome = Puller(app, notifier=notifier, ref=pin.ref).run()
         except GaveUp as e:

@@ -16,7 +16,7 @@ from ..cli import config_dir
 from ..config import load_app, resolve_app
 from ..engine import LiteEngine
 from ..errors import ExitCode, PullunitError
-from ..lock import app_lock
+from ..lock import OPERATOR_WAIT, app_lock
 
 log = logging.getLogger("pullunit")
 
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         from .. import systemd
 
         systemd.check_restart(app.run_unit)
-    with app_lock(app.name, lambda m: log.info("%s", m)):
+    with app_lock(app.name, lambda m: log.info("%s", m), timeout=OPERATOR_WAIT):
         st = state.load(app.name)
         target = _choose(st, args.to)
         image = locate(app, target.image_id, target.reference,

@@ -32,6 +32,7 @@ from ..config import AppConfig, app_files, app_name_of, load_app, resolve_app
 from ..errors import ConfigError, ExitCode, PullunitError
 from ..hints import HintContext, fix_for
 from ..log import use_color
+from ..printable import printable
 
 SCHEMA = 1
 
@@ -44,6 +45,8 @@ def _units(app: AppConfig) -> tuple[dict[str, Any], str | None]:
         run = systemd.unit_state(app.run_unit).to_json()
     except PullunitError as e:
         return {"pull": None, "run": None}, e.message
+    for unit in (pull, run):
+        unit["status_text"] = printable(unit["status_text"] or "")
     return {"pull": pull, "run": run}, None
 
 
@@ -82,15 +85,20 @@ def app_status(app: AppConfig) -> dict[str, Any]:
         "policy": str(app.image.policy),
         "units": units,
         "systemd": why,
-        "in_use": state.read_env_file(app.name),
+        "in_use": _printable_or_none(state.read_env_file(app.name)),
         "lock": _lock(app),
         "current": asdict(st.current) if st.current else None,
         "history": [asdict(e) for e in st.history],
-        "last_failure": {"class": lf.cls, "message": lf.message, "exit_code": lf.exit_code,
-                         "at": lf.at, "fix": _fix(app, lf.cls)} if lf else None,
+        "last_failure": {"class": lf.cls, "message": printable(lf.message),
+                         "exit_code": lf.exit_code, "at": lf.at,
+                         "fix": _fix(app, lf.cls)} if lf else None,
         "healthy": healthy,
         "error": None,
     }
+
+
+def _printable_or_none(text: str | None) -> str | None:
+    return None if text is None else printable(text)
 
 
 def _broken(name: str, path: str, error: ConfigError) -> dict[str, Any]:
@@ -119,39 +127,46 @@ def _unit_line(u: dict[str, Any] | None) -> str:
     return text
 
 
+def _line(text: str) -> None:
+    # state files and units' StatusText= may hold what a registry sent: never print it raw
+    sys.stdout.write(printable(text) + "\n")
+
+
 def _print_human(apps: list[dict[str, Any]]) -> None:
     color = use_color(sys.stdout)
     for a in apps:
         mark = "●" if a["healthy"] else "○"
         if color:
-            mark = f"\033[{'32' if a['healthy'] else '31'}m{mark}\033[0m"
-        print(f"{mark} {a['app']}  {a['image'] or ''}")
+            sys.stdout.write(f"\033[{'32' if a['healthy'] else '31'}m{mark}\033[0m")
+        else:
+            sys.stdout.write(mark)
+        _line(f" {a['app']}  {a['image'] or ''}")
         if a["error"]:
-            print(f"    config:   {a['error']}")
+            _line(f"    config:   {a['error']}")
             continue
         units = a["units"]
-        print(f"    pull:     {_unit_line(units['pull'])}")
+        _line(f"    pull:     {_unit_line(units['pull'])}")
         if units["pull"] and units["pull"]["status_text"]:
-            print(f"              {units['pull']['status_text']}")
-        print(f"    run:      {_unit_line(units['run'])}")
+            _line(f"              {units['pull']['status_text']}")
+        _line(f"    run:      {_unit_line(units['run'])}")
         if a["systemd"]:
-            print(f"    systemd:  {a['systemd']}")
-        print(f"    in use:   {a['in_use'] or '-'}")
+            _line(f"    systemd:  {a['systemd']}")
+        _line(f"    in use:   {a['in_use'] or '-'}")
         lock = a["lock"]
         if lock and "error" in lock:
-            print(f"    lock:     {lock['error']}")
+            _line(f"    lock:     {lock['error']}")
         elif lock:
             note = "" if lock["applies"] else f" (not applied: {lock['why']})"
-            print(f"    pinned:   {lock['digest']} by {lock['source']} at {lock['at']}{note}")
+            _line(f"    pinned:   {lock['digest']} by {lock['source']} at {lock['at']}{note}")
         for i, e in enumerate(a["history"]):
             label = "history:" if i == 0 else ""
-            print(f"    {label:<9} {e['reference']}  (ready {_ago(e['last_ready'])})")
+            _line(f"    {label:<9} {e['reference']}  (ready {_ago(e['last_ready'])})")
         lf = a["last_failure"]
         if lf:
-            print(f"    failed:   {lf['class']} (exit {lf['exit_code']}, {_ago(lf['at'])}): "
+            _line(f"    failed:   {lf['class']} (exit {lf['exit_code']}, {_ago(lf['at'])}): "
                   f"{lf['message']}")
             if lf["fix"]:
-                print(f"    fix:      {lf['fix']}")
+                _line(f"    fix:      {lf['fix']}")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -112,7 +112,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_temp_file(
     monkeypatch.setattr(os, "fsync", no_space)
     result = generate(config_dir, output_dir, executable=EXE)
     [error] = result.errors
-    assert error.exit_code == ExitCode.IOERR
+    assert error.exit_code == ExitCode.CANTCREAT  # ENOSPC: 73, as for every file
     assert "No space left on device" in error.message
     assert result.apps == []  # not generated, so not enabled or started either
     assert (output_dir / "web.service").read_bytes() == before
