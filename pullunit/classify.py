@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass
 
 from .errors import ExitCode, PullunitError
+from .printable import printable
+from .redact import redact
 
 
 class FailureClass(enum.StrEnum):
@@ -133,7 +135,8 @@ class PullFailed(PullunitError):
 
 
 def fail(cls: FailureClass, message: str) -> PullFailed:
-    return PullFailed(Failure(cls, redact(message)))
+    # Daemon texts quote registry answers: no credential, no raw terminal control.
+    return PullFailed(Failure(cls, printable(redact(message))))
 
 
 def classify(message: str, status_code: int | None = None) -> FailureClass:
@@ -165,16 +168,3 @@ def exit_code(cls: FailureClass) -> ExitCode:
     return _EXIT[cls]
 
 
-_SECRETS = [
-    re.compile(r"(?i)(authorization:\s*(?:basic|bearer)\s+)\S+"),
-    re.compile(r"(?i)((?:password|passwd|token|secret|auth)[\"']?\s*[:=]\s*[\"']?)[^\s\"',}&]+"),
-    re.compile(r"(?i)(https?://[^/\s:@]+:)[^@\s/]+(@)"),
-]
-
-
-def redact(text: str) -> str:
-    """Remove anything that looks like a credential before a text is logged or shown."""
-    for pattern in _SECRETS:
-        text = pattern.sub(lambda m: m.group(1) + "***" + (m.group(2) if m.re.groups > 1 else ""),
-                           text)
-    return text

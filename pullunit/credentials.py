@@ -24,8 +24,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from .classify import Failure, FailureClass, PullFailed, redact
+from .classify import Failure, FailureClass, PullFailed
 from .errors import ConfigError
+from .redact import redact
 from .reference import ImageRef
 
 # How long one `docker-credential-NAME get` may take. A helper that answers from a

@@ -13,9 +13,9 @@ from pullunit.classify import (
     classify,
     exit_code,
     fail,
-    redact,
 )
 from pullunit.errors import ExitCode, PullunitError
+from pullunit.redact import redact
 
 C = FailureClass
 
@@ -160,3 +160,18 @@ def test_engine_and_puller_errors_share_the_root() -> None:
     assert e.hint == DAEMON_FIX
     g = GaveUp(Failure(C.DNS, "no such host"), 3)
     assert isinstance(g, PullunitError) and g.exit_code == 68 and g.attempts == 3
+
+
+@pytest.mark.parametrize("ref", ["rt/secret:1.0", "team/token:2", "ops/auth:latest",
+                                 "x/password:3"])
+def test_a_failure_keeps_references_that_hold_credential_words(ref: str) -> None:
+    """One redaction rule for the puller and doctor: it never eats an image's tag."""
+    text = f"manifest for 127.0.0.1:5000/{ref} not found: manifest unknown"
+    assert fail(C.NOT_FOUND, text).failure.message == text
+
+
+def test_a_failure_message_has_no_raw_terminal_control() -> None:
+    """A registry's 404 message reaches us through dockerd unchanged, escapes included."""
+    f = fail(C.NOT_FOUND, "not found: \x1b]0;owned\x07\x1b[2J gone").failure
+    assert f.message == "not found: \\x1b]0;owned\\x07\\x1b[2J gone"
+    assert f.message.isprintable()
