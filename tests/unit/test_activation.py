@@ -53,14 +53,18 @@ class FakeApi:
         self.loaded: list[bytes] = []
         self.loads = loads
 
-    def load_image(self, data: Any) -> Iterator[dict[str, Any]]:
-        data = data.read() if hasattr(data, "read") else data  # bytes or a file object
+    def load_image(self, data: Any, quiet: bool = True) -> Iterator[dict[str, Any]]:
+        # bytes, a file object, or (as archive.load streams it) an iterable of chunks
+        if hasattr(data, "read"):
+            data = data.read()
+        elif not isinstance(data, bytes):
+            data = b"".join(data)
         if self.loads:
             self.loads(data)
         self.loaded.append(data)
         return iter([{"stream": "Loaded image"}])
 
-    def get_image(self, image_id: str) -> Iterator[bytes]:
+    def get_image(self, image_id: str, chunk_size: int | None = None) -> Iterator[bytes]:
         return iter([b"tar of " + image_id.encode()])
 
 
@@ -168,7 +172,8 @@ def test_locate_loads_a_pruned_image_from_its_archive(root: Path,
     api = FakeApi(loads=lambda data: engine.update({img.id: img}))
     found = locate(app(root, "archive = true\n"), img.id, "web v1", inspect=engine.get,
                    api=lambda: api)
-    assert found == img and api.loaded == [b"saved image"]
+    # the archive goes to dockerd as it was written (dockerd decompresses it)
+    assert found == img and [gzip.decompress(d) for d in api.loaded] == [b"saved image"]
     assert "loaded web v1 from its rollback archive" in caplog.text
 
 
@@ -178,8 +183,15 @@ def test_locate_survives_a_broken_archive(root: Path, caplog: pytest.LogCaptureF
     path = archive.path_for("web", img.id)
     path.parent.mkdir(parents=True)
     path.write_bytes(b"not gzip")
+
+    class Refusing(FakeApi):  # what dockerd answers to a body that is no image archive
+        def load_image(self, data: Any, quiet: bool = True) -> Iterator[dict[str, Any]]:
+            super().load_image(data, quiet)
+            return iter([{"errorDetail": {"message": "unexpected EOF"},
+                          "error": "unexpected EOF"}])
+
     found = locate(app(root, "archive = true\n"), img.id, "web v1", inspect={}.get,
-                   api=FakeApi)
+                   api=Refusing)
     assert found is None and "cannot load the archive of web v1" in caplog.text
 
 

@@ -530,7 +530,7 @@ def test_every_file_named_after_the_longest_app_name_can_be_written(
     assert lockfile.read(app) is not None
     state.save(state.AppState(name))
     state.write_env_file(name, "nginx@sha256:" + "a" * 64)
-    with lock.app_lock(name, lambda _: None):
+    with lock.app_lock(name, lambda _: None, timeout=5):
         pass
     paths.state_file(name).write_text("{")  # corrupt: set aside under a longer name
     state.load(name)
