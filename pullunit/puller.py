@@ -81,7 +81,7 @@ class Puller:
                  rng: random.Random | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep,
-                 ref: ImageRef | None = None):
+                 ref: ImageRef | None = None, started: float | None = None):
         self.app = app
         self.ref = ref or app.image.ref
         self.notifier = notifier or Notifier()
@@ -95,7 +95,9 @@ class Puller:
         self.cred_helper: str | None = None  # a credential helper that failed
         self.cut_by: str | None = None  # the clock that ended the last attempt, if any
         self.last_failure: Failure | None = None  # the last one not made by a clock
-        self.start = clock()
+        # `deadline` counts from `started` when the caller began earlier (it waited for
+        # the app's lock): the whole command is bounded, not each part of it.
+        self.start = clock() if started is None else started
         self.attempts = 0
 
     # -- the loop: attempt, ask retry.decide what next, sleep -------------------------

@@ -7,6 +7,7 @@ import json
 import logging
 import signal
 import sys
+import time
 from types import FrameType
 
 from .. import lockfile
@@ -49,9 +50,10 @@ def run(args: argparse.Namespace) -> int:
         log.info("%s", message)
         notifier.status(message)
 
+    started = time.monotonic()
     with app_lock(app.name, waiting, timeout=app.pull.deadline):
         try:
-            outcome = Puller(app, notifier=notifier, ref=pin.ref).run()
+            outcome = Puller(app, notifier=notifier, ref=pin.ref, started=started).run()
         except GaveUp as e:
             f = e.failure
             notifier.status(f"failed ({f.cls}) after {e.attempts} attempt(s): {f.message}")

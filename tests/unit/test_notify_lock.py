@@ -92,7 +92,7 @@ fcntl.flock(fd, fcntl.LOCK_EX)
 os.ftruncate(fd, 0)
 os.write(fd, f"{os.getpid()}\\n".encode())
 print("HELD", flush=True)
-time.sleep(60)
+time.sleep(float(sys.argv[2]) if len(sys.argv) > 2 else 60)
 """
 
 
@@ -139,6 +139,33 @@ def test_pull_waits_no_longer_than_its_deadline(tmp_path: Path,
     assert_no_traceback(p.stderr)
     assert p.returncode == ExitCode.TEMPFAIL, p.stderr
     assert f"pid {holder.pid}" in p.stderr and "still held" in p.stderr
+
+
+def test_the_lock_wait_counts_against_the_pull_deadline(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """`deadline` bounds the whole pull: time spent waiting for another pull's lock is
+    not given again to the attempts (was: lock wait + a full deadline of retries)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", FLOCK_HOLD, str(run / "web.lock"), "4"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "HELD"
+        cfg = _pull_app(tmp_path, "[pull]\ndeadline = \"6s\"\ninitial_delay = \"0.5s\"\n"
+                        "multiplier = 1.0\njitter = \"none\"\n")
+        env = cli_env(PULLUNIT_RUNTIME_DIR=str(run), PULLUNIT_STATE_DIR=str(tmp_path / "state"),
+                      DOCKER_HOST=f"unix://{tmp_path}/no-docker.sock")
+        t0 = time.monotonic()
+        p = run_cli("pull", "--config-dir", cfg, "web", env=env)
+        took = time.monotonic() - t0
+    finally:
+        holder.kill()
+        holder.wait(5)
+    assert_no_traceback(p.stderr)
+    assert p.returncode == ExitCode.UNAVAILABLE, p.stderr  # the daemon never answered
+    assert "waiting for it" in p.stderr
+    # 4 s on the lock, then retries every 0.5 s until 6 s after the start: not 4 + 6 s
+    assert took < 8.5, p.stderr
 
 
 def test_sigterm_ends_a_pull_waiting_for_the_lock(tmp_path: Path,
