@@ -453,3 +453,162 @@ def lock_bytes(valid: dict[str, Any], app_config: str, rng: random.Random) -> by
     if rng.random() < 0.2:
         return text_mutation(text, rng)
     return text.encode()
+
+
+# ------------------------------------------------------------------ registry responses
+# Every URL a reply names (Bearer realm, Location) is this registry (SELF) or another
+# loopback address: the test bed contacts nothing else, and neither may pullunit.
+
+ERROR_CODES = ["MANIFEST_UNKNOWN", "NAME_UNKNOWN", "UNAUTHORIZED", "DENIED", "TOOMANYREQUESTS",
+               "BLOB_UNKNOWN", "UNSUPPORTED", "", "\x1b[2J", "x" * 300]
+MESSAGES = [
+    "manifest unknown", "\x1b]0;pwned\x07\x1b[2J\x1b[31mRED", "no space left on device",
+    "x509: certificate signed by unknown authority", "lookup evil: no such host",
+    "toomanyrequests: slow down", "\r\rfake: all good\n", "\u202egnp.exe", "é☃😀\u2028",
+    "%n $HOME `id` ${PULLUNIT_IMAGE}", "password=hunter2 Authorization: Basic Zm9vOmJhcg==",
+    "A" * 200000, "\\u001b[2J", "\x00\x07\x08\x7f\x9b",
+]
+
+
+def _realm(sch: str) -> str:
+    return {
+        "bearer": 'Bearer realm="@@SELF@@/token",service="fuzz",scope="repository:'
+                  'pullunit-fuzz/app:pull"',
+        "basic": 'Basic realm="fuzz"',
+        "bearer-closed": 'Bearer realm="http://127.0.0.1:1/token",service="fuzz"',
+        "bearer-norealm": 'Bearer service="fuzz"',
+        "bearer-odd": 'Bearer realm="@@SELF@@/token?\x1b[2J",service="\u202e"',
+        "negotiate": "Negotiate",
+        "garbage": 'Bearer realm=,,,=="',
+        "huge": 'Bearer realm="@@SELF@@/token",service="' + "s" * 60000 + '"',
+    }[sch]
+
+
+def _headers(rng: random.Random) -> list[tuple[str, str]]:
+    pool: list[tuple[str, str]] = [
+        ("WWW-Authenticate", _realm(rng.choice(["bearer", "basic", "bearer-closed",
+                                                  "bearer-norealm", "bearer-odd", "negotiate",
+                                                  "garbage", "huge"]))),
+        ("Content-Type", rng.choice(["text/html", "application/json; charset=\x1b",
+                                     "application/vnd.oci.image.index.v1+json",
+                                     "application/vnd.docker.distribution.manifest.v1+prettyjws",
+                                     "", "x/" + "y" * 3000])),
+        ("Retry-After", rng.choice(["7", "-1", HUGE_INT, "Wed, 21 Oct 2015 07:28:00 GMT",
+                                    "nan", "1e400", "\u0661"])),
+        ("Docker-Content-Digest", rng.choice(["sha256:" + "0" * 64, "sha256:zz", "md5:x", "",
+                                              "sha256:" + "a" * 6000])),
+        ("Location", rng.choice(["@@SELF@@/v2/", "http://127.0.0.1:1/x", "/relative",
+                                 "garbage", "@@SELF@@/" + "x" * 5000, "@@SELF@@/v2/\x1b[2J"])),
+        ("Content-Length", rng.choice(["-1", "abc", HUGE_INT, "0", "1, 2"])),
+        ("Date", rng.choice(["Wed, 21 Oct 2015 07:28:00 GMT", "Sat, 01 Jan 2150 00:00:00 GMT",
+                             "garbage", ""])),
+        ("X-Fuzz", "v" * 70000),  # longer than a header line may be for http.client
+    ]
+    out = rng.sample(pool, rng.randint(0, 3))
+    if rng.random() < 0.05:
+        out += [(f"X-Many-{i}", "1") for i in range(150)]  # more headers than http.client allows
+    return out
+
+
+def _error_body(rng: random.Random, echo: bool) -> bytes:
+    message = rng.choice(MESSAGES) + ("@@ECHO@@" if echo else "")
+    r = rng.random()
+    if r < 0.55:
+        doc = {"errors": [{"code": rng.choice(ERROR_CODES), "message": message,
+                           "detail": rng.choice([None, message, {"x": [1, 2]}])}]}
+        return json.dumps(doc, ensure_ascii=rng.random() < 0.5).encode()
+    if r < 0.65:
+        return b"<html><body><h1>" + message.encode() + b"</h1></body></html>"
+    if r < 0.75:
+        return bytes(rng.randrange(256) for _ in range(rng.randint(0, 400)))
+    if r < 0.85:
+        n = rng.choice([1000, 100000])
+        return b'{"errors": ' + b"[" * n + b"]" * n + b"}"
+    if r < 0.92:
+        return json.dumps({"errors": [{"code": "X", "message": message}]}).encode()[:20]
+    return b""
+
+
+def _bad_manifest(rng: random.Random) -> bytes:
+    digest = "sha256:" + f"{rng.getrandbits(256):064x}"
+    doc: Any = rng.choice([
+        {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+         "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 10,
+                    "digest": digest}, "layers": []},
+        {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+         "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                        "digest": digest, "size": 1,
+                        "platform": {"os": rng.choice(["linux", "\x1b[2J", ""]),
+                                     "architecture": rng.choice(["arm64", "s390x", "é"])}}]},
+        {"schemaVersion": 1, "name": "x", "tag": "y", "fsLayers": [], "signatures": []},
+        {"schemaVersion": rng.choice([3, -1, HUGE_INT, None])},
+        [], "manifest", None,
+    ])
+    return json.dumps(doc).encode()
+
+
+def registry_reply(kind: str, rng: random.Random) -> Any:
+    from tests.testbed.fakeregistry import Reply
+
+    mode = rng.choices(["answer", "hang", "trickle", "slowbody", "truncate", "close"],
+                       [70, 7, 6, 5, 6, 6])[0]
+    delay = rng.uniform(0.0, 1.5) if rng.random() < 0.2 else 0.0
+    reason = None if rng.random() < 0.8 else rng.choice(
+        ["\x1b]0;pwned\x07Not Found", "r" * 2000, "ä", ""])
+    headers = tuple(_headers(rng)) if rng.random() < 0.5 else ()
+    echo = rng.random() < 0.3
+    r = rng.random()
+    if r < 0.25:  # the real content, with odd headers or a misbehaviour
+        return Reply(200, reason, headers, None, delay, mode, echo_auth=echo)
+    if r < 0.35 and kind == "manifest":
+        return Reply(200, reason, headers, _bad_manifest(rng), delay, mode)
+    if r < 0.4 and kind in ("config", "layer"):  # bytes that do not match the digest
+        return Reply(200, reason, headers, bytes(rng.randrange(256) for _ in range(64)),
+                     delay, mode)
+    status = rng.choice([400, 401, 403, 404, 404, 405, 409, 416, 429, 429, 500, 502, 503, 504,
+                         599, 418, 207, 302, 307, 999, 600, 103])
+    if status in (302, 307):
+        headers += (("Location", rng.choice(["@@SELF@@/v2/", "@@SELF@@/token",
+                                             "http://127.0.0.1:1/", "garbage"])),)
+    if status == 401 and not any(k == "WWW-Authenticate" for k, _ in headers):
+        headers += (("WWW-Authenticate", _realm(rng.choice(["bearer", "basic"]))),)
+    return Reply(status, reason, headers, _error_body(rng, echo), delay, mode, echo_auth=echo)
+
+
+def registry_scenario(rng: random.Random) -> tuple[Any, str]:
+    """Per endpoint kind, what the registry does; and a description for the report."""
+    from tests.testbed.fakeregistry import Reply, Scenario
+
+    replies: dict[str, tuple[Any, ...]] = {}
+    auth = rng.choices(["none", "basic", "bearer"], [50, 25, 25])[0]
+    if auth != "none":  # the first GET /v2/ challenges; clients then authenticate
+        replies["v2"] = (Reply(401, headers=(("WWW-Authenticate", _realm(auth)),),
+                               body=b'{"errors":[{"code":"UNAUTHORIZED","message":"auth"}]}'),
+                         Reply())
+    kinds = ["v2", "token", "manifest", "manifest", "config", "layer"]
+    for kind in rng.sample(kinds, rng.choice([1, 1, 1, 2, 2, 3])):
+        if kind == "token" and auth != "bearer":
+            continue
+        seq = tuple(registry_reply(kind, rng) for _ in range(rng.choice([1, 1, 2])))
+        replies[kind] = replies.get(kind, ())[:1] + seq if kind == "v2" else seq
+    text = f"auth={auth}; " + "; ".join(
+        f"{k}: " + ", ".join(_describe_reply(r) for r in seq) for k, seq in replies.items())
+    return Scenario(replies), text
+
+
+def _describe_reply(r: Any) -> str:
+    parts = [r.mode if r.mode != "answer" else str(r.status)]
+    if r.mode != "answer":
+        parts.append(f"status {r.status}")
+    if r.delay:
+        parts.append(f"after {r.delay:.1f}s")
+    if r.reason is not None:
+        parts.append(f"reason {r.reason[:40]!r}")
+    if r.headers:
+        parts.append("headers " + ", ".join(f"{k}: {v[:60]!r}" for k, v in r.headers[:4]))
+    if r.body is not None:
+        parts.append(f"body {r.body[:120]!r}" + (f"…({len(r.body)} B)" if len(r.body) > 120
+                                                  else ""))
+    if r.echo_auth:
+        parts.append("echoes Authorization")
+    return "(" + " ".join(parts) + ")"

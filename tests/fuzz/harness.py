@@ -29,6 +29,7 @@ import signal
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterable, Sequence
@@ -161,22 +162,27 @@ class Run:
 
 def run_cli(args: Sequence[str | Path], sandbox: Sandbox, bound: float,
             env: dict[str, str] | None = None) -> Run:
-    """`python -m pullunit ARGS` in its own process group, killed after `bound` seconds."""
+    """`python -m pullunit ARGS` in its own process group, killed after `bound` seconds.
+    Output goes to anonymous files, not pipes, so the time measured is pullunit's own:
+    a helper it leaves behind holding stdout open does not count here (leftover_processes
+    finds it)."""
     argv = [sys.executable, "-m", "pullunit", *map(str, args)]
     t = time.monotonic()
-    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, env=env or sandbox.env(), cwd=sandbox.root,
-                         start_new_session=True)
-    code: int | None
-    try:
-        out, err = p.communicate(timeout=bound)
-        code = p.returncode
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(p.pid, signal.SIGKILL)  # the group we made for it: nothing else
-        out, err = p.communicate()
-        code = None
-    return Run(argv[3:], code, time.monotonic() - t, bound, out, err)
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                             env=env or sandbox.env(), cwd=sandbox.root, start_new_session=True)
+        code: int | None
+        try:
+            code = p.wait(timeout=bound)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)  # the group we made for it: nothing else
+            p.wait()
+            code = None
+        seconds = time.monotonic() - t
+        out.seek(0)
+        err.seek(0)
+        return Run(argv[3:], code, seconds, bound, out.read(), err.read())
 
 
 _CONTROL_BYTES = re.compile(rb"[\x00-\x08\x0b-\x1f\x7f]")
@@ -214,9 +220,12 @@ def check_run(run: Run, secrets: Iterable[str], codes: frozenset[int] = EXIT_TAB
         problem = _control_chars(label, data)
         if problem:
             bad.append(problem)
+    text = run.text
     for s in secrets:
-        if s and s in run.text:
-            bad.append(f"credential {s[:4]}… appears in the output")
+        at = text.find(s) if s else -1
+        if at >= 0:
+            context = text[max(0, at - 100):at + len(s) + 40].replace(s, "<CREDENTIAL>")
+            bad.append(f"credential {s[:4]}… appears in the output: …{context!r}…")
     return bad
 
 
@@ -331,6 +340,8 @@ class CaseResult:
     notes: dict[str, Any] = field(default_factory=dict)
 
     def check(self, run: Run, problems: list[str], inputs: str) -> None:
+        self.notes[run.name.split(" ")[0] + (" --json" if "--json" in run.argv else "")] = (
+            f"exit {run.code} in {run.seconds:.1f} s")
         if problems:
             out = run.text
             self.findings.append(Finding(self.case, run.name, problems, inputs,
@@ -368,6 +379,9 @@ def report(target: str, results: list[CaseResult], extra: Sequence[Finding] = ()
     path = os.environ.get(REPORT_ENV)
     if path:
         with open(path, "a") as f:
+            for r in results:
+                f.write(json.dumps({"target": target, "seed": base_seed(), "case": r.case,
+                                    "notes": r.notes}) + "\n")
             for fd in findings:
                 f.write(json.dumps({"target": target, "seed": base_seed(), **fd.__dict__}) + "\n")
     if not findings:
