@@ -131,6 +131,16 @@ def _daemon_json(box: Sandbox, rng: random.Random) -> str:
     return f"daemon.json proxies {url!r}"
 
 
+def _not_found_body(body: bytes | None) -> bool:
+    """A 404 body that says nothing else: not a registry error naming another code."""
+    try:
+        doc = json.loads(body or b"")
+        codes = {e.get("code") for e in doc["errors"]}
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
+        return True
+    return codes <= {"MANIFEST_UNKNOWN", "NAME_UNKNOWN", ""}
+
+
 def _only_404(scenario: Any) -> bool:
     """Every manifest request answered at once with a plain 404, nothing else odd."""
     seq = scenario.replies.get("manifest", ())
@@ -139,7 +149,7 @@ def _only_404(scenario: Any) -> bool:
                 for r in scenario.replies.get("v2", ()))
     return bool(seq) and not others and v2_ok and all(
         r.status == 404 and r.mode == "answer" and not r.headers and not r.delay
-        and r.reason is None for r in seq)
+        and r.reason is None and _not_found_body(r.body) for r in seq)
 
 
 def pull_case(tmp: Path, client: Any) -> Any:
