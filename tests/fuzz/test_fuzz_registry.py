@@ -78,14 +78,15 @@ def engine() -> Iterator[Any]:
 
 
 def _remove_fuzz_images(client: Any, address: str | None = None) -> None:
-    """Images pulled from fake registries (all of them, or those of one address)."""
+    """Images pulled from fake registries (all of them, or those of one address). The
+    low-level list: other cases remove their images at the same time."""
     host = re.escape(address) if address else r"127\.0\.0\.1:\d+"
     pat = re.compile(rf"^{host}/{REPO}[:@]")
-    for img in client.images.list(all=True):
-        names = (img.attrs.get("RepoTags") or []) + (img.attrs.get("RepoDigests") or [])
+    for img in client.api.images(all=True):
+        names = (img.get("RepoTags") or []) + (img.get("RepoDigests") or [])
         if any(pat.match(n) for n in names):
             with contextlib.suppress(Exception):
-                client.images.remove(img.id, force=True)
+                client.api.remove_image(img["Id"], force=True)
 
 
 def _helper(box: Sandbox, rng: random.Random) -> tuple[str, str]:
@@ -111,10 +112,10 @@ def _helper(box: Sandbox, rng: random.Random) -> tuple[str, str]:
 def _docker_config(box: Sandbox, reg: FakeRegistry, rng: random.Random) -> tuple[dict[str, Any],
                                                                                 str]:
     r = rng.random()
-    if r < 0.25:
+    if r < 0.4:
         name, kind = _helper(box, rng)
         return {"credHelpers": {reg.address: name}}, f"credential helper that {kind}"
-    if r < 0.35:
+    if r < 0.5:
         return {}, "no credentials"
     return box.docker_config(reg.address), "auths with a password"
 
