@@ -591,6 +591,11 @@ def registry_scenario(rng: random.Random) -> tuple[Any, str]:
             continue
         seq = tuple(registry_reply(kind, rng) for _ in range(rng.choice([1, 1, 2])))
         replies[kind] = replies.get(kind, ())[:1] + seq if kind == "v2" else seq
+    if auth != "none" and "manifest" not in replies and rng.random() < 0.4:
+        # a registry (or a debugging proxy) that reflects the credentials it was sent
+        body = json.dumps({"errors": [{"code": rng.choice(["MANIFEST_UNKNOWN", "DENIED"]),
+                                       "message": "rejected@@ECHO@@"}]}).encode()
+        replies["manifest"] = (Reply(rng.choice([404, 403, 500]), body=body, echo_auth=True),)
     text = f"auth={auth}; " + "; ".join(
         f"{k}: " + ", ".join(_describe_reply(r) for r in seq) for k, seq in replies.items())
     return Scenario(replies), text
@@ -612,3 +617,32 @@ def _describe_reply(r: Any) -> str:
     if r.echo_auth:
         parts.append("echoes Authorization")
     return "(" + " ".join(parts) + ")"
+
+
+def registry_corpus() -> list[tuple[str, Any, str]]:
+    """Fixed cases run before the random ones, whatever the seed: the misbehaviours every
+    documented bound must survive, and the leaks and escapes found before.
+    Each is (name, Scenario, credentials: "auths" | "helper-hangs")."""
+    from tests.testbed.fakeregistry import Reply, Scenario
+
+    basic = Reply(401, headers=(("WWW-Authenticate", _realm("basic")),),
+                  body=b'{"errors":[{"code":"UNAUTHORIZED","message":"auth"}]}')
+    echo = json.dumps({"errors": [{"code": "MANIFEST_UNKNOWN",
+                                   "message": "rejected@@ECHO@@"}]}).encode()
+    escapes = json.dumps({"errors": [{"code": "MANIFEST_UNKNOWN",
+                                      "message": "\x1b]0;pwned\x07\x1b[2Jgone"}]}).encode()
+    return [
+        ("manifest never answers", Scenario({"manifest": (Reply(mode="hang"),)}), "auths"),
+        ("manifest trickles", Scenario({"manifest": (Reply(mode="trickle"),)}), "auths"),
+        ("/v2/ trickles", Scenario({"v2": (Reply(mode="trickle"),)}), "auths"),
+        ("layer trickles", Scenario({"layer": (Reply(mode="slowbody"),)}), "auths"),
+        ("credential helper hangs", Scenario(), "helper-hangs"),
+        ("Basic auth echoed back", Scenario({"v2": (basic, Reply()),
+                                             "manifest": (Reply(404, body=echo,
+                                                                echo_auth=True),)}), "auths"),
+        ("404 with an HTML body", Scenario({"manifest": (Reply(
+            404, body=b"<html><body>404 Not Found</body></html>",
+            headers=(("Content-Type", "text/html"),)),)}), "auths"),
+        ("404 with terminal escapes", Scenario({"manifest": (Reply(404, body=escapes),)}),
+         "auths"),
+    ]

@@ -11,6 +11,10 @@ Two kinds of case, each against a fresh fake registry of its own:
   * ``doctor REF --json``, which talks to the registry itself; credentials from
     ~/.docker/config.json, and sometimes a daemon.json whose proxy URLs hold the password.
     Bound: 3 s (its per-operation limit) for each of its checks, + slack.
+The first cases of each are a fixed corpus (gen.registry_corpus: a manifest or /v2/ that
+never answers or trickles, a trickling layer, a hanging credential helper, a registry that
+echoes the Authorization header, 404s with HTML or terminal escapes), so every documented
+bound is tried against both misbehaviours whatever the seed; the rest are seeded random.
 Beyond the common invariants: a successful pull leaves an env file holding exactly
 ``repo@sha256:<64 hex>`` of this registry; a registry that answers every manifest request
 with a plain 404 makes the pull fail as not_found (66).
@@ -51,9 +55,9 @@ from tests.fuzz.harness import (
 from tests.testbed.fakeregistry import FakeRegistry
 
 pytestmark = pytest.mark.integration
-PULL_CASES = 16
-DOCTOR_CASES = 20
-WORKERS = 4
+PULL_CASES = 24  # the first len(CORPUS) of them are the fixed corpus
+DOCTOR_CASES = 28
+WORKERS = 5
 DEADLINE = 4.0
 PULL_BOUND = DEADLINE + SLACK
 DOCTOR_BOUND = len(CHECKS) * TIMEOUT + SLACK
@@ -89,11 +93,11 @@ def _remove_fuzz_images(client: Any, address: str | None = None) -> None:
                 client.api.remove_image(img["Id"], force=True)
 
 
-def _helper(box: Sandbox, rng: random.Random) -> tuple[str, str]:
+def _helper(box: Sandbox, rng: random.Random, kind: str | None) -> tuple[str, str]:
     """A docker-credential-NAME script on PATH: answers, hangs, fails or prints junk.
     Every loop in it is bounded; its command line names the sandbox (leftover check)."""
     name = f"fuzz{rng.getrandbits(24):x}"
-    kind = rng.choice(["answers", "hangs", "fails", "junk", "escapes"])
+    kind = kind or rng.choice(["answers", "hangs", "fails", "junk", "escapes"])
     body = {
         "answers": f"printf '%s' '{json.dumps({'Username': USER, 'Secret': box.password})}'",
         "hangs": "i=0; while [ $i -lt 60 ]; do sleep 1; i=$((i+1)); done",
@@ -109,11 +113,13 @@ def _helper(box: Sandbox, rng: random.Random) -> tuple[str, str]:
     return name, kind
 
 
-def _docker_config(box: Sandbox, reg: FakeRegistry, rng: random.Random) -> tuple[dict[str, Any],
-                                                                                str]:
+def _docker_config(box: Sandbox, reg: FakeRegistry, rng: random.Random,
+                   forced: str | None) -> tuple[dict[str, Any], str]:
     r = rng.random()
-    if r < 0.4:
-        name, kind = _helper(box, rng)
+    if forced == "auths":
+        r = 1.0
+    if r < 0.4 or forced == "helper-hangs":
+        name, kind = _helper(box, rng, "hangs" if forced == "helper-hangs" else None)
         return {"credHelpers": {reg.address: name}}, f"credential helper that {kind}"
     if r < 0.5:
         return {}, "no credentials"
@@ -130,6 +136,19 @@ def _daemon_json(box: Sandbox, rng: random.Random) -> str:
     doc = {"proxies": {"http-proxy": url, "https-proxy": url, "no-proxy": "127.0.0.0/8"}}
     (box.root / "daemon.json").write_text(json.dumps(doc))
     return f"daemon.json proxies {url!r}"
+
+
+CORPUS = gen.registry_corpus()
+
+
+def _scenario(case: int, rng: random.Random) -> tuple[Any, str, str | None]:
+    """Cases 0..len(CORPUS)-1 are the fixed corpus (started first: they are the slow
+    ones); the rest are drawn from the seed."""
+    if case < len(CORPUS):
+        name, scenario, creds = CORPUS[case]
+        return scenario, f"corpus case {name!r}", creds
+    scenario, described = gen.registry_scenario(rng)
+    return scenario, described, None
 
 
 def _not_found_body(body: bytes | None) -> bool:
@@ -157,10 +176,10 @@ def pull_case(tmp: Path, client: Any) -> Any:
     def case_fn(case: int, rng: random.Random) -> CaseResult:
         res = CaseResult(case)
         box = Sandbox(tmp / f"p{case:03d}", password=f"FzPw-{case}-{rng.getrandbits(48):x}")
-        scenario, described = gen.registry_scenario(rng)
+        scenario, described, forced = _scenario(case, rng)
         policy = rng.choice(["always", "missing"])
         with FakeRegistry(scenario, repo=REPO, seed=f"{case}-{rng.getrandbits(32)}") as reg:
-            config, how = _docker_config(box, reg, rng)
+            config, how = _docker_config(box, reg, rng, forced)
             auth = box.root / "auth.json"
             auth.write_text(json.dumps(config))
             app = f"fz{case:03d}"
@@ -203,9 +222,9 @@ def doctor_case(tmp: Path) -> Any:
     def case_fn(case: int, rng: random.Random) -> CaseResult:
         res = CaseResult(case)
         box = Sandbox(tmp / f"d{case:03d}", password=f"FzPw-{case}-{rng.getrandbits(48):x}")
-        scenario, described = gen.registry_scenario(rng)
+        scenario, described, forced = _scenario(case, rng)
         with FakeRegistry(scenario, repo=REPO, seed=f"d{case}") as reg:
-            config, how = _docker_config(box, reg, rng)
+            config, how = _docker_config(box, reg, rng, forced)
             (box.root / "home" / ".docker").mkdir()
             (box.root / "home" / ".docker" / "config.json").write_text(json.dumps(config))
             extra = _daemon_json(box, rng) if rng.random() < 0.3 else "no daemon.json"
