@@ -9,15 +9,17 @@ file in the runtime dir (symlinks to a file nobody may write, terminal escapes),
 rarely a runtime or state dir that is not a directory. The engine is a socket nobody
 listens on and pull.deadline is 1 s, so every pull ends fast as daemon_unavailable.
 
-Beyond the common invariants: a control app with good state must be shown as it is and
-keep its files; when validate passes, pull must not then fail as a configuration error;
-no symlink is written through.
+The first cases are a fixed corpus (CORPUS: what issue 14 and earlier runs found), the
+rest are seeded random. Beyond the common invariants: a control app with good state must
+be shown as it is and keep its files; when validate passes, pull must not then fail as a
+configuration error; no symlink is written through.
 """
 
 from __future__ import annotations
 
 import json
 import random
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +43,7 @@ from tests.fuzz.harness import (
 )
 
 TARGET = "state"
-CASES = 20
+CASES = 24  # the first len(CORPUS) of them are the fixed corpus
 WORKERS = 3
 CONTROL = "zzzz-control"
 IMAGE = "127.0.0.1:9/fuzz/app:1.0"
@@ -71,6 +73,75 @@ def _place(path: Path, kind: str, data: bytes, victims: Path) -> str:
     return describe_input(path.name, data, 300)
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What one case finds beside a valid app: files (path relative to the sandbox ->
+    (file|symlink|dir, bytes)), and maybe a runtime or state dir that is a regular file."""
+
+    files: dict[str, tuple[str, bytes]] = field(default_factory=dict)
+    dir_is_file: str | None = None  # "runtime" or "state"
+
+
+def _random_plan(app: str, auth: Path, policy: str, control_ref: str,
+                 rng: random.Random) -> Plan:
+    files: dict[str, tuple[str, bytes]] = {}
+    # the state file
+    kind = rng.choices(["file", "symlink", "dir", "absent"], [80, 8, 4, 8])[0]
+    if kind != "absent":
+        files[f"state/{app}.json"] = (kind, gen.state_bytes(gen.valid_state(app, IMAGE, rng),
+                                                            rng))
+    # the lock file beside the config
+    kind = rng.choices(["file", "symlink", "dir", "absent"], [55, 5, 3, 37])[0]
+    if kind != "absent":
+        files[f"cfg/{app}.lock.toml"] = (kind, gen.lock_bytes(
+            gen.valid_lock(IMAGE, rng), _config(auth, policy), rng))
+    # the flock file and the env file in the runtime dir
+    kind = rng.choices(["file", "symlink", "absent"], [10, 20, 70])[0]
+    if kind != "absent":
+        files[f"run/{app}.lock"] = (kind, b"12345\n")
+    kind = rng.choices(["file", "symlink", "absent"], [30, 10, 60])[0]
+    if kind != "absent":
+        value = gen.odd_string(rng) if rng.random() < 0.7 else control_ref
+        files[f"run/{app}.env"] = (kind, f"PULLUNIT_IMAGE={value}\n".encode(
+            "utf-8", errors="surrogateescape"))
+    # rarely: a runtime or state dir that is a file
+    r = rng.random()
+    return Plan(files, "runtime" if r < 0.05 else "state" if r < 0.08 else None)
+
+
+def _state_with(app: str, **changes: Any) -> bytes:
+    data = gen.valid_state(app, IMAGE, random.Random(0))
+    data.update(changes)
+    return json.dumps(data).encode()
+
+
+_LOCK = gen.valid_lock(IMAGE, random.Random(0))
+# Fixed cases run before the seeded ones, whatever the seed (issue 14 and what the
+# fuzz tier found): name, and a plan made from (app, auth file, policy).
+CORPUS: list[Any] = [
+    lambda app, auth, policy: ("state file holds JSON null", Plan(
+        {f"state/{app}.json": ("file", b"null")})),
+    lambda app, auth, policy: ("state file holds a list", Plan(
+        {f"state/{app}.json": ("file", b"[]")})),
+    lambda app, auth, policy: ("state file nested 100000 deep", Plan(
+        {f"state/{app}.json": ("file", b"[" * 100000 + b"]" * 100000)})),
+    lambda app, auth, policy: ("flock file is a symlink", Plan(
+        {f"run/{app}.lock": ("symlink", b"precious\n")})),
+    lambda app, auth, policy: ("lock file is an app config", Plan(
+        {f"cfg/{app}.lock.toml": ("file", _config(auth, policy).encode())})),
+    lambda app, auth, policy: ("lock file nested 1000 deep", Plan(
+        {f"cfg/{app}.lock.toml": ("file", gen.toml_doc(_LOCK).encode()
+                                  + f"x = {gen.deep_array(1000)}\n".encode())})),
+    lambda app, auth, policy: ("last failure message with terminal escapes", Plan(
+        {f"state/{app}.json": ("file", _state_with(app, last_failure={
+            "at": 1.7e9, "cls": "not_found", "exit_code": 66,
+            "message": "\x1b]0;pwned\x07\x1b[2Jmanifest unknown"}))})),
+    lambda app, auth, policy: ("env file with terminal escapes", Plan(
+        {f"run/{app}.env": ("file", b"PULLUNIT_IMAGE=\x1b]0;pwned\x07\x1b[2Jx\n")})),
+    lambda app, auth, policy: ("runtime dir is a regular file", Plan({}, "runtime")),
+]
+
+
 def one_case(tmp: Path) -> Any:
     def case_fn(case: int, rng: random.Random) -> CaseResult:
         res = CaseResult(case)
@@ -88,39 +159,21 @@ def one_case(tmp: Path) -> Any:
         (box.state / f"{CONTROL}.json").write_text(json.dumps(control_state))
         control_ref = control_state["current"]["reference"]
         (box.run / f"{CONTROL}.env").write_text(f"PULLUNIT_IMAGE={control_ref}\n")
-        inputs = [f"policy={policy}"]
+        if case < len(CORPUS):
+            name, plan = CORPUS[case](app, auth, policy)
+            inputs = [f"corpus case {name!r}", f"policy={policy}"]
+        else:
+            plan = _random_plan(app, auth, policy, control_ref, rng)
+            inputs = [f"policy={policy}"]
         victims = box.victim.parent
-
-        # the state file
-        kind = rng.choices(["file", "symlink", "dir", "absent"], [80, 8, 4, 8])[0]
-        if kind != "absent":
-            data = gen.state_bytes(gen.valid_state(app, IMAGE, rng), rng)
-            inputs.append(_place(box.state / f"{app}.json", kind, data, victims))
-        # the lock file beside the config
-        kind = rng.choices(["file", "symlink", "dir", "absent"], [55, 5, 3, 37])[0]
-        if kind != "absent":
-            data = gen.lock_bytes(gen.valid_lock(IMAGE, rng), _config(auth, policy), rng)
-            inputs.append(_place(box.cfg / f"{app}.lock.toml", kind, data, victims))
-        # the flock file and the env file in the runtime dir
-        kind = rng.choices(["file", "symlink", "absent"], [10, 20, 70])[0]
-        if kind != "absent":
-            inputs.append(_place(box.run / f"{app}.lock", kind, b"12345\n", victims))
-        kind = rng.choices(["file", "symlink", "absent"], [30, 10, 60])[0]
-        if kind != "absent":
-            value = gen.odd_string(rng) if rng.random() < 0.7 else control_ref
-            data = f"PULLUNIT_IMAGE={value}\n".encode("utf-8", errors="surrogateescape")
-            inputs.append(_place(box.run / f"{app}.env", kind, data, victims))
-        # rarely: a runtime or state dir that is a file
+        for rel, (kind, data) in plan.files.items():
+            inputs.append(_place(box.root / rel, kind, data, victims))
         env_extra: dict[str, str] = {}
-        r = rng.random()
-        if r < 0.05:
-            (box.root / "run-file").write_text("not a dir\n")
-            env_extra["PULLUNIT_RUNTIME_DIR"] = str(box.root / "run-file")
-            inputs.append("PULLUNIT_RUNTIME_DIR is a regular file")
-        elif r < 0.08:
-            (box.root / "state-file").write_text("not a dir\n")
-            env_extra["PULLUNIT_STATE_DIR"] = str(box.root / "state-file")
-            inputs.append("PULLUNIT_STATE_DIR is a regular file")
+        if plan.dir_is_file:
+            var = f"PULLUNIT_{plan.dir_is_file.upper()}_DIR"
+            (box.root / f"{plan.dir_is_file}-file").write_text("not a dir\n")
+            env_extra[var] = str(box.root / f"{plan.dir_is_file}-file")
+            inputs.append(f"{var} is a regular file")
         env = box.env(**env_extra)
         described = "; ".join(inputs)
 
