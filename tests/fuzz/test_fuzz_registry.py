@@ -66,11 +66,14 @@ REPO = "pullunit-fuzz/app"
 
 @pytest.fixture(scope="module")
 def engine() -> Iterator[Any]:
-    """The main dockerd (reused if it runs; stopped at the end only if started here)."""
+    """The main dockerd (reused if it runs; stopped at the end only if started here, not
+    by another tier's fixture in the same session)."""
+    earlier = tb.main_dockerd_started_here()
     try:
         sock = tb.ensure_dockerd()
     except Exception as e:
         pytest.fail(f"the fuzz tier's registry target needs dockerd: {e}", pytrace=False)
+    started_here = earlier is None and tb.main_dockerd_started_here() is not None
     import docker
 
     client = docker.DockerClient(base_url=f"unix://{sock}", version="auto", timeout=60)
@@ -78,7 +81,8 @@ def engine() -> Iterator[Any]:
     yield client
     _remove_fuzz_images(client)
     client.close()
-    tb.stop_main_dockerd_if_started()
+    if started_here:
+        tb.stop_main_dockerd_if_started()
 
 
 def _remove_fuzz_images(client: Any, address: str | None = None) -> None:
