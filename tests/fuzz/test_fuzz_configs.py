@@ -57,6 +57,8 @@ FAST_PULL = {"initial_delay": "100ms", "max_delay": "300ms", "deadline": "1s",
              "stall_timeout": "1s", "refresh_timeout": "1s", "rate_limit_delay": "1s"}
 LONGEST_PULL = 8.0  # a mutated deadline longer than this: prefetch is not run for the case
 EXE = "/usr/bin/true"
+RUNTIME_DIR_MISMATCH = ("with PULLUNIT_RUNTIME_DIR set, the run unit reads its env file from "
+                        "that dir, but the pull unit, which writes it, is not told the dir")
 
 
 def _base(path: Path, auth_file: Path) -> dict[str, Any]:
@@ -169,6 +171,10 @@ def one_case(tmp: Path, units: list[tuple[int, AppConfig, Path]]
             problems.append(f"validate accepted everything, but generate exited {generate.code}")
         if not fz_ok and any(u.exists() for u in fz_units):
             problems.append("units were written for an app that validate rejected")
+        if all(u.exists() for u in control_units):
+            run_text, pull_text = (u.read_text(errors="replace") for u in control_units)
+            # the same in every case: reported once, by the test (RUNTIME_DIR_MISMATCH)
+            res.notes["runtime dir"] = str(box.run) in run_text and str(box.run) not in pull_text
         res.check(generate, problems, inputs)
         if fz_ok and isinstance(oracle, AppConfig) and all(u.exists() for u in fz_units):
             units.append((case, oracle, box.cfg))
@@ -272,6 +278,10 @@ def test_fuzz_configs(tmp_path: Path) -> None:
     units: list[tuple[int, AppConfig, Path]] = []
     results = run_cases(TARGET, CASES, one_case(tmp_path, units), WORKERS)
     extra = _systemd_reads_back(units) if sdtools.HAVE_SYSTEMD_TEST else []
+    mismatched = [r.case for r in results if r.notes.get("runtime dir")]
+    if mismatched:
+        extra.append(Finding(mismatched[0], "generate", [
+            f"{RUNTIME_DIR_MISMATCH} (in {len(mismatched)} of {len(results)} cases)"]))
     message = report(TARGET, results, extra)
     if message:
         pytest.fail(message, pytrace=False)
