@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import functools
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .errors import ExitCode, PullunitError
@@ -117,6 +118,11 @@ class Failure:
     @property
     def permanent(self) -> bool:
         return self.cls in PERMANENT
+
+    def without(self, secrets: Iterable[str]) -> Failure:
+        """This failure with the caller's known credential values removed: a registry may
+        echo what it was sent (an Authorization header) into its error text."""
+        return Failure(self.cls, redact(self.message, secrets))
 
     @property
     def exit_code(self) -> ExitCode:

@@ -51,6 +51,13 @@ class Auth:
     def as_dict(self) -> dict[str, str]:
         return {k: v for k, v in self.__dict__.items() if v}
 
+    def secrets(self) -> tuple[str, ...]:
+        """Every form in which these credentials could come back in a registry's or the
+        daemon's text: the secret values, Basic auth's base64, the X-Registry-Auth header."""
+        basic = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
+        return tuple(v for v in (self.password, self.identitytoken, self.registrytoken,
+                                 basic if self.password else "", self.header()) if v)
+
     def header(self) -> str:
         """base64url(JSON), exactly as docker-py's auth.encode_header builds it."""
         return base64.urlsafe_b64encode(json.dumps(self.as_dict()).encode("ascii")).decode()
@@ -65,6 +72,9 @@ class Credentials:
     @property
     def found(self) -> bool:
         return self.auth is not None
+
+    def secrets(self) -> tuple[str, ...]:
+        return self.auth.secrets() if self.auth else ()
 
     @property
     def auth_config(self) -> dict[str, str] | None:

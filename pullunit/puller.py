@@ -111,7 +111,7 @@ class Puller:
                 return self._attempt(prefetch, self._cutoff(rules.effective_deadline,
                                                              can_fall_back))
             except PullFailed as e:
-                failure = e.failure
+                failure = e.failure.without(self.creds.secrets() if self.creds else ())
             if failure.cls is FailureClass.DAEMON_UNAVAILABLE:
                 self.api = self.engine = None
             self._report(failure)

@@ -40,11 +40,11 @@ def _resolve(engine: Engine, app: AppConfig) -> str:
     try:
         return engine.remote_digest(ref, creds.auth, limit)
     except PullFailed as e:
-        if not e.hint:
-            e.hint = fix_for(e.failure.cls, HintContext(
-                ref=ref, config_path=creds.config_path, credentials_found=creds.found,
-                auth_file_configured=app.image.auth_file is not None))
-        raise
+        scrubbed = PullFailed(e.failure.without(creds.secrets()))
+        scrubbed.hint = e.hint or fix_for(e.failure.cls, HintContext(
+            ref=ref, config_path=creds.config_path, credentials_found=creds.found,
+            auth_file_configured=app.image.auth_file is not None))
+        raise scrubbed from None
 
 
 def _apps(args: argparse.Namespace) -> Iterator[AppConfig | ConfigError]:

@@ -61,17 +61,26 @@ def registry_api(ctx: Context) -> Check:
 
 def credentials(ctx: Context) -> Check:
     from .. import dockerapi
+    from ..credentials import HelperFailed
 
     assert ctx.ref is not None
     auth_file = ctx.target.auth_file if ctx.target else None
     ref = ctx.ref
     try:
-        creds = with_timeout(lambda: dockerapi.credentials(ref, auth_file),
-                             ctx.deadline.remaining(), "reading docker credentials")
+        # The helper gets what is left of this check's time and is killed (with its
+        # process group) when that runs out; the watchdog is only a second line.
+        limit = ctx.deadline.remaining()
+        creds = with_timeout(lambda: dockerapi.credentials(ref, auth_file,
+                                                           helper_timeout=max(limit - 0.2, 0.1)),
+                             limit, "reading docker credentials")
     except WatchdogTimeout as e:
         return Check("credentials", Status.FAIL, str(e),
                      "the docker credential helper (credsStore/credHelpers) did not "
                      "answer: check it with 'docker-credential-NAME list'")
+    except HelperFailed as e:
+        return Check("credentials", Status.FAIL, e.message,
+                     f"check the credential helper: 'docker-credential-{e.helper} list'"
+                     if e.helper else "check the docker credential helper")
     except PullunitError as e:
         return Check("credentials", Status.FAIL, e.message,
                      "image.auth_file must be a readable docker config.json "

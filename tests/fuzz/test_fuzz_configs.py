@@ -153,9 +153,12 @@ def one_case(tmp: Path, units: list[tuple[int, AppConfig, Path]]
         fz_ok = f"{path}: ok".encode() in validate.stdout
         if f"{box.cfg / CONTROL}.toml: ok".encode() not in validate.stdout:
             res.check(validate, ["the control app was not reported valid"], inputs)
-        if isinstance(oracle, AppConfig) != fz_ok and validate.code is not None:
-            res.check(validate, [f"validate {'accepted' if fz_ok else 'rejected'} the app, "
-                                 f"load_app says {type(oracle).__name__}"], inputs)
+        # validate is load_app plus rendering (systemd's line limit, argument sizes): it may
+        # reject what load_app takes (then generate must write no units: checked below),
+        # never the other way round.
+        if fz_ok and not isinstance(oracle, AppConfig) and validate.code is not None:
+            res.check(validate, [f"validate accepted the app, load_app says "
+                                 f"{type(oracle).__name__}"], inputs)
         if fz_ok and isinstance(oracle, AppConfig):
             res.check(validate, _docker_wants_ascii(oracle), inputs)
 

@@ -189,3 +189,22 @@ def test_helper_secret_never_in_the_message(tmp_path: Path, bin_dir: Path) -> No
     with pytest.raises(HelperFailed) as e:
         credentials(REF, _config(tmp_path, {"credsStore": "leaky"}))
     assert "hunter2-secret" not in e.value.failure.message
+
+
+def test_a_failure_loses_every_form_of_the_credentials_a_registry_echoes() -> None:
+    """A registry may put the Authorization header it got into its error text (the fuzz
+    tier's "Basic auth echoed back"): the puller and pin scrub what they sent."""
+    import base64
+
+    from pullunit.classify import Failure, FailureClass
+    from pullunit.credentials import Auth
+
+    auth = Auth(username="bob", password="pa ss/w@rd")
+    basic = base64.b64encode(b"bob:pa ss/w@rd").decode()
+    text = (f'not found: got {{"Authorization": ["Basic {basic}"]}} pw=pa ss/w@rd '
+            f"X-Registry-Auth {auth.header()}")
+    out = Failure(FailureClass.NOT_FOUND, text).without(auth.secrets()).message
+    for secret in ("pa ss/w@rd", basic, auth.header()):
+        assert secret not in out
+    assert out.startswith("not found: got")
+    assert Failure(FailureClass.NOT_FOUND, "plain").without(()).message == "plain"
