@@ -11,7 +11,7 @@ _pullunit_apps()
     for f in "$dir"/*.toml; do
         [[ -f $f ]] || continue
         name=${f##*/}
-        [[ $name == *.lock.toml || $name == .* ]] && continue
+        [[ $name == *.lock.toml || $name == .* || $name == pullunit.toml ]] && continue
         printf '%s\n' "${name%.toml}"
     done
 }

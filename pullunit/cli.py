@@ -147,8 +147,16 @@ def _add_prefetch(sub: _Sub, parent: _Parser) -> None:
     p.set_defaults(func=_cmd("prefetch"))
 
 
+def _add_metrics(sub: _Sub, parent: _Parser) -> None:
+    p = sub.add_parser("metrics", parents=[parent], help="print every app's Prometheus "
+                       "metrics (what node_exporter's textfile collector reads)",
+                       allow_abbrev=False)
+    p.add_argument("apps", nargs="*", metavar="APP", help="default: every app")
+    p.set_defaults(func=_cmd("metrics"))
+
+
 _ADDERS = [_add_generate, _add_validate, _add_init, _add_pull, _add_status, _add_doctor,
-           _add_pin, _add_rollback, _add_prefetch]
+           _add_pin, _add_rollback, _add_prefetch, _add_metrics]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -26,6 +26,8 @@ from .reference import ImageRef, ReferenceError, parse_reference
 
 DEFAULT_CONFIG_DIR = Path("/etc/pullunit")
 LOCK_SUFFIX = ".lock.toml"
+# The host-wide settings beside the app configs (hostconfig.py): not an app.
+HOST_CONFIG_NAME = "pullunit.toml"
 # Unit names are at most 255 characters; the longest we derive is APP-pull.service.
 APP_NAME_MAX = 255 - len("-pull.service")
 _APP_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$")
@@ -468,6 +470,9 @@ def validate_app_name(name: str, file: str) -> str:
         raise w.error(f"app name {name!r} (the file name) is not a valid unit name prefix; "
                       "use letters, digits, '-', '_', '.', ':' and start with a letter, "
                       "digit or '_'")
+    if name + ".toml" == HOST_CONFIG_NAME:
+        raise w.error(f"app name {name!r} is reserved: {HOST_CONFIG_NAME} in the config "
+                      "directory holds the host-wide settings")
     if name.endswith("-pull"):
         raise w.error(f"app name {name!r} must not end in '-pull': its run unit would clash "
                       f"with the pull unit of app {name[:-5]!r}")
@@ -534,7 +539,8 @@ def config_dir_from_env(arg: str | None) -> Path:
 
 
 def app_files(config_dir: Path) -> list[Path]:
-    """APP.toml files of a config dir, sorted; lock files and hidden files excluded."""
+    """APP.toml files of a config dir, sorted; lock files, hidden files and the host-wide
+    pullunit.toml excluded."""
     try:
         entries = sorted(config_dir.iterdir())
     except FileNotFoundError:
@@ -543,7 +549,7 @@ def app_files(config_dir: Path) -> list[Path]:
         raise ConfigError(f"Cannot read config directory {config_dir}: {e.strerror}") from e
     return [p for p in entries
             if p.name.endswith(".toml") and not p.name.endswith(LOCK_SUFFIX)
-            and not p.name.startswith(".") and p.is_file()]
+            and p.name != HOST_CONFIG_NAME and not p.name.startswith(".") and p.is_file()]
 
 
 def resolve_app(config_dir: Path, app_or_file: str) -> Path:
