@@ -9,10 +9,14 @@
            | {"error"} | null,
    "current": ENTRY|null, "history": [ENTRY...],
    "last_failure": {"class", "message", "exit_code", "at", "fix"}|null,
+   "failures": [{"at", "class", "message", "attempt"}...],
    "healthy": bool, "error": null | "config error text"}
 UNIT is {"name", "load_state", "active_state", "sub_state", "result", "exec_main_status",
 "n_restarts", "status_text"}; ENTRY is {"reference", "digest", "image_id", "first_ready",
-"last_ready"} with times in seconds since the epoch. Keys are only ever added.
+"last_ready"} with times in seconds since the epoch. "failures" is the failure history:
+the last 20 failed attempts of pulls and prefetches, newest first, kept after the app
+recovered ("attempt" is the n-th attempt of that run). The human output shows the last
+three. Keys are only ever added.
 Exit status: 0 when every app is healthy (both units active), 1 otherwise.
 """
 
@@ -34,6 +38,7 @@ from ..hints import HintContext, fix_for
 from ..log import use_color
 
 SCHEMA = 1
+RECENT = 3  # failures the human output shows
 
 
 def _units(app: AppConfig) -> tuple[dict[str, Any], str | None]:
@@ -88,6 +93,8 @@ def app_status(app: AppConfig) -> dict[str, Any]:
         "history": [asdict(e) for e in st.history],
         "last_failure": {"class": lf.cls, "message": lf.message, "exit_code": lf.exit_code,
                          "at": lf.at, "fix": _fix(app, lf.cls)} if lf else None,
+        "failures": [{"at": f.at, "class": f.cls, "message": f.message,
+                      "attempt": f.attempt} for f in st.failures],
         "healthy": healthy,
         "error": None,
     }
@@ -96,7 +103,8 @@ def app_status(app: AppConfig) -> dict[str, Any]:
 def _broken(name: str, path: str, error: ConfigError) -> dict[str, Any]:
     return {"app": name, "config": path, "image": None, "policy": None,
             "units": {"pull": None, "run": None}, "systemd": None, "in_use": None, "lock": None,
-            "current": None, "history": [], "last_failure": None, "healthy": False,
+            "current": None, "history": [], "last_failure": None, "failures": [],
+            "healthy": False,
             "error": error.message}
 
 
@@ -106,6 +114,11 @@ def _ago(t: float) -> str:
         if s >= n:
             return f"{s // n}{unit} ago"
     return f"{s}s ago"
+
+
+def _short(text: str, limit: int = 100) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _unit_line(u: dict[str, Any] | None) -> str:
@@ -152,6 +165,12 @@ def _print_human(apps: list[dict[str, Any]]) -> None:
                   f"{lf['message']}")
             if lf["fix"]:
                 print(f"    fix:      {lf['fix']}")
+        for i, f in enumerate(a["failures"][:RECENT]):
+            label = "recent:" if i == 0 else ""
+            print(f"    {label:<9} {f['class']} ({_ago(f['at'])}, attempt {f['attempt']}): "
+                  f"{_short(f['message'])}")
+        if len(a["failures"]) > RECENT:
+            print(f"              ... {len(a['failures']) - RECENT} more in --json")
 
 
 def run(args: argparse.Namespace) -> int:
