@@ -46,7 +46,9 @@ def values(app: str, st: AppState) -> dict[str, Any]:
     """What the app's series show, as plain data (also the file's first line)."""
     s = st.stats
     classes = [str(c) for c in FailureClass]
-    image = None
+    image = failure = None
+    if st.failures:
+        failure = {"class": st.failures[0].cls, "at": st.failures[0].at}
     if st.current is not None:
         image = {"digest": st.current.digest or st.current.image_id,
                  "source": s.source or "unknown"}
@@ -59,6 +61,7 @@ def values(app: str, st: AppState) -> dict[str, Any]:
         "ready": s.ready,
         "backoff": s.backoff,
         "image": image,
+        "failure": failure,
     }
 
 
@@ -89,6 +92,9 @@ def _families(rows: Iterable[Mapping[str, Any]]) -> Iterator[Any]:
     backoff = GaugeMetricFamily(
         "pullunit_backoff_seconds", "Seconds of the wait before the next pull attempt "
         "(0 when not waiting)", labels=["app"])
+    failed = GaugeMetricFamily(
+        "pullunit_last_failure_timestamp_seconds", "When the last pull attempt failed "
+        "(Unix time), labelled with its failure class", labels=["app", "class"])
     rollbacks = CounterMetricFamily(
         "pullunit_rollbacks", "Rollbacks to an earlier image: manual (pullunit rollback) "
         "or automatic (an update undone)", labels=["app", "reason"])
@@ -108,8 +114,11 @@ def _families(rows: Iterable[Mapping[str, Any]]) -> Iterator[Any]:
             ready.add_metric([app], 1.0 if v["ready"] else 0.0)
         if v["image"] is not None:
             info.add_metric([app, v["image"]["digest"], v["image"]["source"]], 1.0)
+        if v["failure"] is not None:
+            failed.add_metric([app, v["failure"]["class"]], v["failure"]["at"])
         backoff.add_metric([app], v["backoff"])
-    yield from (attempts, failures, duration, success, ready, info, backoff, rollbacks)
+    yield from (attempts, failures, duration, success, ready, info, backoff, failed,
+                rollbacks)
 
 
 class _Collector:
