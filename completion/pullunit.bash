@@ -29,7 +29,7 @@ _pullunit()
         cword=$COMP_CWORD
     fi
 
-    local commands="generate validate init pull status doctor pin rollback prefetch"
+    local commands="generate validate init pull status doctor pin rollback prefetch metrics"
     local global_opts="-h --help --version --debug"
 
     # The command is the first word after "pullunit" that is not an option; remember
@@ -110,6 +110,9 @@ _pullunit()
             ;;
         rollback)
             opts="--to --no-restart"
+            args=apps
+            ;;
+        metrics)
             args=apps
             ;;
         *)

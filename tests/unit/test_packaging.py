@@ -333,7 +333,11 @@ def test_control_depends_only_on_debian_12_packages() -> None:
     assert "docker.io | docker-ce" in items
     names = {i for i in items if not i.startswith("${")} - {"docker.io | docker-ce"}
     assert names == {"python3-pystemd", "python3-docker", "python3-jinja2",
-                     "python3-tomli-w", "python3-sdnotify"}
+                     "python3-tomli-w", "python3-sdnotify", "python3-prometheus-client"}
+    recommends = re.search(r"^Recommends:(.*?)(?=^\S)", binary, re.M | re.S)
+    assert recommends is not None
+    assert [r.strip() for r in recommends.group(1).split(",") if r.strip()] == [
+        "prometheus-node-exporter"]
     assert "python3-pip" not in control
 
 
