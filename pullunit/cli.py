@@ -115,8 +115,27 @@ def _add_doctor(sub: _Sub, parent: _Parser) -> None:
                        allow_abbrev=False)
     p.add_argument("target", nargs="?", metavar="APP|IMAGE_REF")
     p.add_argument("--json", action="store_true", help="one object per target: {app, target, "
-                   "platform, ok, checks: [{check, status, detail, hint}]} (docs/doctor.md)")
+                   "platform, ok, checks: [{check, status, detail, hint}], host, repeat} "
+                   "(docs/doctor.md)")
+    p.add_argument("--repeat", type=_positive_int, default=1, metavar="N",
+                   help="run the network checks N times and say which fail now and then "
+                   "(flapping) and which always (steady)")
+    p.add_argument("--interval", default="1s", metavar="TIME",
+                   help="between the rounds of --repeat (a systemd time span; default 1s)")
+    p.add_argument("--compare", nargs="+", metavar="FILE",
+                   help="compare the host fingerprints in files saved from 'doctor --json' "
+                   "on several hosts: what differs, most suspicious first; checks nothing")
     p.set_defaults(func=_cmd("doctor"))
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= 1000:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number from 1 to 1000")
+    return n
 
 
 def _add_pin(sub: _Sub, parent: _Parser) -> None:

@@ -121,6 +121,13 @@ class Context:
                           free_bytes=self.free_bytes, platform=self.want_platform()[0])
         return fix_for(cls, dataclasses.replace(ctx, **kw))
 
+    def again(self) -> Context:
+        """A fresh context for another round of the network checks (doctor --repeat):
+        the host facts the first round learned are kept, the registry's are not."""
+        return Context(self.target, self.options, secrets=self.secrets, daemon=self.daemon,
+                       data_root=self.data_root, free_bytes=self.free_bytes,
+                       local_digest=self.local_digest, registry_config=self.registry_config)
+
     def close(self) -> None:
         if self.daemon is not None:
             with contextlib.suppress(Exception):
