@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from ..regclient import Deadline
-from . import daemon, host, image, network, registry
+from . import daemon, host, image, journal, network, path, registry
 from .context import Context
 from .model import Check, Options, Status, Tally, Target
 from .scrub import scrub
@@ -51,6 +51,11 @@ CHECKLIST = (
          blocks="the manifest could not be fetched"),
     Step("platform", image.platform_check, needs=("manifest",)),
     Step("clock", registry.clock, needs=("registry_api",)),
+    # added later: appended, so the ids before keep their places
+    Step("ip_versions", network.ip_versions, needs=("dns",)),
+    Step("proxy_path", path.proxy_path, needs=("reference",)),
+    Step("blob", path.blob, needs=("manifest",)),
+    Step("daemon_log", journal.daemon_log, needs=("reference",)),
 )
 CHECKS = tuple(step.id for step in CHECKLIST)
 

@@ -72,6 +72,7 @@ class Context:
     v2: Response | None = None  # the answer to GET /v2/
     creds: Any = None  # dockerapi.Credentials
     manifest: Manifest | None = None
+    service_proxies: dict[str, str] | None = None  # docker.service's, read by `proxy`
 
     @property
     def registry(self) -> str:
@@ -126,7 +127,8 @@ class Context:
         the host facts the first round learned are kept, the registry's are not."""
         return Context(self.target, self.options, secrets=self.secrets, daemon=self.daemon,
                        data_root=self.data_root, free_bytes=self.free_bytes,
-                       local_digest=self.local_digest, registry_config=self.registry_config)
+                       local_digest=self.local_digest, registry_config=self.registry_config,
+                       service_proxies=self.service_proxies)
 
     def close(self) -> None:
         if self.daemon is not None:

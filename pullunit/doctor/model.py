@@ -81,6 +81,7 @@ class Options:
     timeout: float = TIMEOUT  # the limit of each check, all its network operations included
     ca_bundle: Path = DEFAULT_CA_BUNDLE
     resolv_conf: Path = DEFAULT_RESOLV_CONF
+    journal_dir: Path | None = None  # journalctl --directory (None: the system journal)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Options:
@@ -89,7 +90,9 @@ class Options:
                    daemon_json=Path(env.get("PULLUNIT_DOCKER_DAEMON_JSON")
                                     or DEFAULT_DAEMON_JSON),
                    ca_bundle=Path(env.get("PULLUNIT_CA_BUNDLE") or DEFAULT_CA_BUNDLE),
-                   resolv_conf=Path(env.get("PULLUNIT_RESOLV_CONF") or DEFAULT_RESOLV_CONF))
+                   resolv_conf=Path(env.get("PULLUNIT_RESOLV_CONF") or DEFAULT_RESOLV_CONF),
+                   journal_dir=Path(env["PULLUNIT_JOURNAL_DIR"])
+                   if env.get("PULLUNIT_JOURNAL_DIR") else None)
 
 
 def failed(checks: Iterable[Check]) -> bool:

@@ -44,7 +44,8 @@ pytestmark = pytest.mark.integration
 
 PULLUNIT = str(Path(sys.executable).parent / "pullunit")
 IMAGE_CHECKS = ["reference", "daemon", "local_image", "disk", "daemon_config", "proxy", "dns",
-                "tcp", "tls", "registry_api", "credentials", "manifest", "platform", "clock"]
+                "tcp", "tls", "registry_api", "credentials", "manifest", "platform", "clock",
+                "ip_versions", "proxy_path", "blob", "daemon_log"]
 NAMED_PORT = 5077
 FOREIGN_ARCH = "s390x" if os.uname().machine != "s390x" else "arm64"
 
