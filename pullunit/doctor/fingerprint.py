@@ -186,7 +186,8 @@ class Difference:
 
 
 def _flatten(value: Any, prefix: str, out: dict[str, Any]) -> None:
-    if isinstance(value, Mapping) and value:
+    """Leaves by dotted key; an empty table has no leaves (its keys read as absent)."""
+    if isinstance(value, Mapping):
         for k, v in value.items():
             _flatten(v, f"{prefix}.{k}" if prefix else str(k), out)
     else:
