@@ -401,6 +401,9 @@ def human_bytes(n: float) -> str:
     raise AssertionError  # pragma: no cover
 
 
+TRICKLE = 1024  # bytes: less than this in a `stall` window counts as no progress
+
+
 @dataclass(frozen=True)
 class Download:
     url: str
@@ -445,6 +448,7 @@ def _download_once(ep: Endpoint, path: str, headers: Mapping[str, str], deadline
         if resp.status != 200:
             return Download(url, resp.status, resp.reason, 0, time.monotonic() - started,
                             False, resp.headers.get("Location") or "")
+        window, in_window = started, 0  # a trickle of a few bytes a second is a stall too
         while received < want:
             try:
                 chunk = resp.read1(65536)
@@ -454,7 +458,12 @@ def _download_once(ep: Endpoint, path: str, headers: Mapping[str, str], deadline
             if not chunk:
                 break
             received += len(chunk)
+            in_window += len(chunk)
             last = time.monotonic()
+            if last - window >= stall:
+                if in_window < TRICKLE:
+                    return Download(url, 200, resp.reason, received, last - started, True)
+                window, in_window = last, 0
         return Download(url, 200, resp.reason, received, last - started, False)
     finally:
         conn.close()

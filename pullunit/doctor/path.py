@@ -199,7 +199,7 @@ def blob(ctx: Context) -> Check:
     if d.stalled:
         return Check("blob", Status.FAIL,
                      f"{what}: the transfer stalled after {human_bytes(d.received)} of "
-                     f"{human_bytes(want)}: nothing for {stall:.0f} s",
+                     f"{human_bytes(want)}: (next to) nothing for {stall:.0f} s",
                      _MTU_HINT.format(host=ctx.api_host))
     if d.received < want:
         return Check("blob", Status.WARN, f"{what}: only {human_bytes(d.received)} of "

@@ -169,3 +169,69 @@ def test_compare_bad_input(bed: Bed, tmp_path: Path) -> None:
     assert p.returncode == 65 and "not JSON" in p.stderr
     p = bed.doctor("--compare", str(tmp_path / "none.json"), str(tmp_path / "x.json"))
     assert p.returncode == 66
+
+
+# ---------------------------------------------------------------------------------------
+# the daemon's own path: a real layer, through the daemon's proxy
+
+
+def checks_of(p: subprocess.CompletedProcess[str]) -> dict[str, dict[str, str]]:
+    [result] = json.loads(p.stdout)
+    return {c["check"]: c for c in result["checks"]}
+
+
+def test_blob_fetches_a_real_layer_and_reports_a_stall(bed: Bed, registry: tb.Registry,
+                                                       big_image: tb.Pushed,
+                                                       nginx_stall: tb.NginxProxy) -> None:
+    path = big_image.ref.split("/", 1)[1]
+    p = bed.doctor(big_image.ref, "--json")
+    blob = checks_of(p)["blob"]
+    assert blob["status"] == "pass", blob
+    assert "4.0 MiB in" in blob["detail"] and "no stall" in blob["detail"]
+    assert "directly, as dockerd does" in blob["detail"]
+    # the stall front passes the small requests, then trickles the blob at 1 byte/s
+    t = time.monotonic()
+    p = bed.doctor(f"{nginx_stall.address}/{path}", "--json")
+    assert time.monotonic() - t < 60
+    assert p.returncode == 1
+    checks = checks_of(p)
+    assert checks["manifest"]["status"] == "pass"
+    blob = checks["blob"]
+    assert blob["status"] == "fail", blob
+    assert "the transfer stalled after 6" in blob["detail"]  # 64 KiB less the headers
+    assert "MTU" in blob["hint"] and "5.3" in blob["hint"]
+
+
+def test_proxy_path_goes_through_the_daemons_proxy(bed: Bed, tls_registry: tb.TlsRegistry,
+                                                   pushed: tb.Pushed) -> None:
+    from tests.testbed.connectproxy import ConnectProxy
+
+    ca_dir = Path(bed.env["PULLUNIT_DOCKER_CERTS_D"]) / tls_registry.address
+    ca_dir.mkdir(parents=True)
+    ca_dir.joinpath("ca.crt").write_bytes(tls_registry.ca_crt.read_bytes())
+    ref = f"{tls_registry.address}/{pushed.ref.split('/', 1)[1]}"
+    with ConnectProxy() as proxy:
+        daemon = tb.DockerdProcess("viaproxy", env={"HTTPS_PROXY": proxy.url})
+        try:
+            daemon.start()
+            env = {"DOCKER_HOST": daemon.base_url}
+            p = bed.doctor(ref, "--json", env=env)
+            checks = checks_of(p)
+            path = checks["proxy_path"]
+            assert path["status"] == "pass", path
+            assert f"through {proxy.url} (CONNECT tunnel; from the running daemon)" in \
+                path["detail"]
+            assert f"GET https://{tls_registry.address}/v2/: 200" in path["detail"]
+            assert ("CONNECT", tls_registry.address) in proxy.log.requests
+            # a proxy that refuses the registry: named, with the fix
+            proxy.deny = True
+            p = bed.doctor(ref, "--json", env=env)
+            path = checks_of(p)["proxy_path"]
+            assert p.returncode == 1 and path["status"] == "fail"
+            assert "403" in path["detail"] and "NO_PROXY" in path["hint"]
+        finally:
+            daemon.close()
+    # the main engine has no proxy: nothing to go through
+    p = bed.doctor(ref, "--json")
+    path = checks_of(p)["proxy_path"]
+    assert path["status"] == "skip" and "directly" in path["detail"]
