@@ -1,4 +1,6 @@
-"""pullunit doctor [APP | IMAGE_REF] [--json]: the incident checklist (pullunit.doctor).
+"""pullunit doctor [APP | IMAGE_REF] [--json] [--repeat N [--interval TIME]]: the incident
+checklist (pullunit.doctor); pullunit doctor --compare A.json B.json ...: what differs
+between the host fingerprints of several hosts.
 
 The target is an app name (its config gives the reference, image.platform and
 image.auth_file; a lock file's pinned digest applies, as for the pull unit), a path to an
@@ -11,16 +13,21 @@ with no apps, only the host checks run (daemon, disk, daemon_config, proxy).
   [{"app": "web" | null, "target": "registry.example.com/team/app:1.2.3" | null,
     "platform": "linux/amd64" | null, "ok": true | false,
     "checks": [{"check": ID, "status": "pass" | "warn" | "fail" | "skip",
-                "detail": "...", "hint": "..." (empty when there is nothing to do)}]}]
+                "detail": "...", "hint": "..." (empty when there is nothing to do)}],
+    "host": {fingerprint}, "repeat": {...} (only with --repeat)}]
 
 "app" is null for an image reference; "target" is null for the host-only run; "platform"
 is image.platform when the config sets one, else null (the daemon's platform is used).
 Check ids are pullunit.doctor.CHECKS in that order (checks that need an image are left
 out of the host-only run) plus "config" for an app whose config does not load (only when
 checking every app; a named app with a broken config is a configuration error, exit 78).
+"host" is this host's fingerprint (doctor/fingerprint.py), the same in every object;
+"repeat" is {"rounds", "interval", "checks": [{"check", "rounds", "ran", "failed",
+"verdict": "ok"|"flapping"|"steady"|"skipped", "failures": [{"detail", "count"}]}]}.
 Keys and ids are only ever added, never renamed. See docs/doctor.md.
 
-Exit status: 0 when no check failed (warnings and skips are fine), 1 otherwise.
+Exit status: 0 when no check failed (warnings and skips are fine), 1 otherwise (with
+--repeat: a check failed in any round). --compare: 0 when nothing differs, 1 otherwise.
 """
 
 from __future__ import annotations
