@@ -114,12 +114,12 @@ class Puller:
                 raise GaveUp(failure, self.attempts)
             retries, previous = retries + 1, decision.drawn
             delay = decision.delay
+            self._record(delay)  # saved before the wait is announced (and interruptible)
             due = time.strftime("%H:%M:%S", time.localtime(time.time() + delay))
             self.notifier.status(f"attempt {max(self.attempts, 1)} failed ({failure.cls}): "
                                  f"{_short(failure.message)}; next attempt in {human(delay)} "
                                  f"at {due}")
             log.info("retrying in %s", human(delay))
-            self._record(delay)
             self.sleep(delay)
 
     def _attempt(self, prefetch: bool) -> Outcome:
