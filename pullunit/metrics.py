@@ -6,7 +6,7 @@ come from the app's state file (stats.py), where the counters survive restarts;
 `pullunit metrics` prints the same series for every app.
 
 The text format is written by prometheus_client (Debian's python3-prometheus-client),
-not by hand. Importing it costs about 20 ms (it pulls in http.server, ssl, urllib), more
+not by hand. Importing it costs 20-30 ms (it pulls in http.server, ssl, urllib), more
 than a warm start may spend on metrics, so it is imported only when a file has to
 change: the first line of each file is a comment holding the values it shows, and a
 run whose values are those already published writes nothing and imports nothing. A
@@ -152,7 +152,8 @@ def publish(settings: MetricsConfig, app: str, st: AppState) -> bool:
     directory = settings.directory
     path = metrics_file(directory, app)
     try:
-        header = _header(values(app, st))
+        shown = values(app, st)
+        header = _header(shown)
         try:
             with open(path, "rb") as f:
                 if f.readline() == header:
@@ -162,7 +163,8 @@ def publish(settings: MetricsConfig, app: str, st: AppState) -> bool:
                 if not settings.configured:
                     return False  # no node_exporter here, and nobody asked for metrics
                 directory.mkdir(mode=0o755, parents=True, exist_ok=True)
-        atomic_write(path, header + render([values(app, st)]), 0o644, durable=False)
+        # not fsynced: the next run rewrites it from the state file, which is durable
+        atomic_write(path, header + render([shown]), 0o644, durable=False)
         return True
     except Exception as e:  # never a reason for a pull to fail
         key = str(directory)
