@@ -296,7 +296,8 @@ def test_completion_offers_app_names_from_the_config_dir(tmp_path: Path,
         pytest.fail("bash-completion is not installed (scripts/setup installs it)")
     cfg = tmp_path / "cfg"
     cfg.mkdir()
-    for name in ("web.toml", "db.toml", "web.lock.toml", ".hidden.toml", "notes.txt"):
+    for name in ("web.toml", "db.toml", "web.lock.toml", ".hidden.toml", "notes.txt",
+                 "pullunit.toml"):  # the host-wide settings are not an app
         (cfg / name).write_text("")
     (cfg / "dir.toml").mkdir()
     env = {"PULLUNIT_CONFIG_DIR": str(cfg)}
