@@ -303,3 +303,27 @@ def test_pullunit_metrics_prints_every_app(config_dir: Path, tmp_path: Path) -> 
     assert s[("pullunit_pull_failures_total", (("app", "db"), ("class", "dns")))] == 0
     proc = run_cli("metrics", "--config-dir", config_dir, "db", env=env)
     assert "app=\"web\"" not in proc.stdout and "app=\"db\"" in proc.stdout
+
+
+def test_status_shows_the_recent_failures_and_json_all(config_dir: Path,
+                                                       tmp_path: Path) -> None:
+    (config_dir / "web.toml").write_text(MINIMAL)
+    st = ready_state()
+    for i in range(5):
+        st = stats.failed(st, "unreachable", f"refused {i}", 69, i + 1)
+    state.save(st)
+    env = cli_env(PULLUNIT_STATE_DIR=str(tmp_path / "state"),
+                  PULLUNIT_RUNTIME_DIR=str(tmp_path / "run"))
+    proc = run_cli("status", "--config-dir", config_dir, env=env)
+    lines = proc.stdout.splitlines()
+    recent = [i for i, line in enumerate(lines) if line.strip().startswith("recent:")]
+    assert len(recent) == 1, proc.stdout
+    shown = lines[recent[0]:recent[0] + 4]
+    assert "unreachable" in shown[0] and "attempt 5): refused 4" in shown[0]
+    assert "attempt 3): refused 2" in shown[2]
+    assert shown[3].strip() == "... 2 more in --json"
+    proc = run_cli("status", "--config-dir", config_dir, "--json", env=env)
+    failures = json.loads(proc.stdout)["apps"][0]["failures"]
+    assert [(f["class"], f["message"], f["attempt"]) for f in failures] == [
+        ("unreachable", f"refused {i}", i + 1) for i in range(4, -1, -1)]
+    assert set(failures[0]) == {"at", "class", "message", "attempt"}
