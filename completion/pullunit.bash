@@ -11,7 +11,7 @@ _pullunit_apps()
     for f in "$dir"/*.toml; do
         [[ -f $f ]] || continue
         name=${f##*/}
-        [[ $name == *.lock.toml || $name == .* ]] && continue
+        [[ $name == *.lock.toml || $name == .* || $name == pullunit.toml ]] && continue
         printf '%s\n' "${name%.toml}"
     done
 }
@@ -29,7 +29,7 @@ _pullunit()
         cword=$COMP_CWORD
     fi
 
-    local commands="generate validate init pull status doctor pin rollback prefetch"
+    local commands="generate validate init pull status doctor pin rollback prefetch metrics"
     local global_opts="-h --help --version --debug"
 
     # The command is the first word after "pullunit" that is not an option; remember
@@ -37,7 +37,7 @@ _pullunit()
     local i cmd="" config_dir=${PULLUNIT_CONFIG_DIR:-/etc/pullunit}
     for ((i = 1; i < cword; i++)); do
         case ${words[i]} in
-            --config-dir | --output-dir | --image | --to)
+            --config-dir | --output-dir | --image | --to | --repeat | --interval)
                 # "--opt VALUE", or "--opt = VALUE" as bash splits "--opt=VALUE"
                 local name=${words[i]}
                 [[ ${words[i+1]} == = ]] && ((i += 1))
@@ -67,8 +67,8 @@ _pullunit()
             compopt -o filenames 2>/dev/null
             return 0
             ;;
-        --image | --to)
-            # An image reference or a digest: nothing sensible to offer.
+        --image | --to | --repeat | --interval)
+            # An image reference, a digest, a number or a time span: nothing to offer.
             COMPREPLY=()
             return 0
             ;;
@@ -105,11 +105,14 @@ _pullunit()
             args=apps
             ;;
         doctor)
-            opts="--json"
+            opts="--json --repeat --interval --compare"
             args=apps
             ;;
         rollback)
             opts="--to --no-restart"
+            args=apps
+            ;;
+        metrics)
             args=apps
             ;;
         *)

@@ -115,8 +115,27 @@ def _add_doctor(sub: _Sub, parent: _Parser) -> None:
                        allow_abbrev=False)
     p.add_argument("target", nargs="?", metavar="APP|IMAGE_REF")
     p.add_argument("--json", action="store_true", help="one object per target: {app, target, "
-                   "platform, ok, checks: [{check, status, detail, hint}]} (docs/doctor.md)")
+                   "platform, ok, checks: [{check, status, detail, hint}], host, repeat} "
+                   "(docs/doctor.md)")
+    p.add_argument("--repeat", type=_positive_int, default=1, metavar="N",
+                   help="run the network checks N times and say which fail now and then "
+                   "(flapping) and which always (steady)")
+    p.add_argument("--interval", default="1s", metavar="TIME",
+                   help="between the rounds of --repeat (a systemd time span; default 1s)")
+    p.add_argument("--compare", nargs="+", metavar="FILE",
+                   help="compare the host fingerprints in files saved from 'doctor --json' "
+                   "on several hosts: what differs, most suspicious first; checks nothing")
     p.set_defaults(func=_cmd("doctor"))
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= 1000:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number from 1 to 1000")
+    return n
 
 
 def _add_pin(sub: _Sub, parent: _Parser) -> None:
@@ -147,8 +166,16 @@ def _add_prefetch(sub: _Sub, parent: _Parser) -> None:
     p.set_defaults(func=_cmd("prefetch"))
 
 
+def _add_metrics(sub: _Sub, parent: _Parser) -> None:
+    p = sub.add_parser("metrics", parents=[parent], help="print every app's Prometheus "
+                       "metrics (what node_exporter's textfile collector reads)",
+                       allow_abbrev=False)
+    p.add_argument("apps", nargs="*", metavar="APP", help="default: every app")
+    p.set_defaults(func=_cmd("metrics"))
+
+
 _ADDERS = [_add_generate, _add_validate, _add_init, _add_pull, _add_status, _add_doctor,
-           _add_pin, _add_rollback, _add_prefetch]
+           _add_pin, _add_rollback, _add_prefetch, _add_metrics]
 
 
 def build_parser() -> argparse.ArgumentParser:

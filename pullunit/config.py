@@ -26,6 +26,8 @@ from .reference import ImageRef, ReferenceError, parse_reference
 
 DEFAULT_CONFIG_DIR = Path("/etc/pullunit")
 LOCK_SUFFIX = ".lock.toml"
+# The host-wide settings beside the app configs (hostconfig.py): not an app.
+HOST_CONFIG_NAME = "pullunit.toml"
 # Every file name pullunit derives from an app name, as it is written: most go first to a
 # temp file ".NAME.<12 hex>.new" beside the target (fsutil.atomic_write). Each must fit the
 # 255 bytes of a file name; the longest, the pull unit's temp file, sets APP_NAME_MAX.
@@ -36,9 +38,12 @@ _DERIVED_NAMES = (
     _TEMP.format("{}.env"), "{}.lock",  # runtime dir: the env file, the per-app flock
     _TEMP.format("{}.json"), "{}.corrupt-0000000000",  # state dir: state, set-aside state
     "{}",  # the archive dir, STATE_DIR/cache/APP
+    _TEMP.format("pullunit-{}.prom"),  # metrics dir: node_exporter's textfile (metrics.py)
 )
 NAME_MAX = 255
 APP_NAME_MAX = NAME_MAX - max(len(n.format("")) for n in _DERIVED_NAMES)
+_LONGEST = max(_DERIVED_NAMES, key=lambda n: len(n.format(""))).format("APP").replace(
+    "0123456789ab", "<12 hex>")
 # A program argument (one word of an Exec*= line) is at most MAX_ARG_STRLEN = 32 pages,
 # 131072 bytes with its NUL, on Linux; a longer one fails execve() with E2BIG, so the run
 # unit would fail at every start.
@@ -503,12 +508,15 @@ def validate_app_name(name: str, file: str) -> str:
     w = _Where(file, "")
     if not name or len(name) > APP_NAME_MAX:
         raise w.error(f"app name {name!r} must be 1 to {APP_NAME_MAX} characters: the "
-                      "longest file named after it, '.APP-pull.service.<12 hex>.new', must "
+                      f"longest file named after it, {_LONGEST!r}, must "
                       f"fit the {NAME_MAX} bytes of a file name")
     if not _APP_NAME.fullmatch(name):
         raise w.error(f"app name {name!r} (the file name) is not a valid unit name prefix; "
                       "use letters, digits, '-', '_', '.', ':' and start with a letter, "
                       "digit or '_'")
+    if name + ".toml" == HOST_CONFIG_NAME:
+        raise w.error(f"app name {name!r} is reserved: {HOST_CONFIG_NAME} in the config "
+                      "directory holds the host-wide settings")
     if name.endswith("-pull"):
         raise w.error(f"app name {name!r} must not end in '-pull': its run unit would clash "
                       f"with the pull unit of app {name[:-5]!r}")
@@ -588,7 +596,8 @@ def config_dir_from_env(arg: str | None) -> Path:
 
 
 def app_files(config_dir: Path) -> list[Path]:
-    """APP.toml files of a config dir, sorted; lock files and hidden files excluded."""
+    """APP.toml files of a config dir, sorted; lock files, hidden files and the host-wide
+    pullunit.toml excluded."""
     try:
         entries = sorted(config_dir.iterdir())
     except FileNotFoundError:
@@ -597,7 +606,7 @@ def app_files(config_dir: Path) -> list[Path]:
         raise ConfigError(f"Cannot read config directory {config_dir}: {e.strerror}") from e
     return [p for p in entries
             if p.name.endswith(".toml") and not p.name.endswith(LOCK_SUFFIX)
-            and not p.name.startswith(".") and p.is_file()]
+            and p.name != HOST_CONFIG_NAME and not p.name.startswith(".") and p.is_file()]
 
 
 def resolve_app(config_dir: Path, app_or_file: str) -> Path:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, TypeVar
 
 from . import engine as enginelib
-from . import platform, retry, state
+from . import platform, retry, state, stats
 from .activation import activate, keep_archive, locate
 from .classify import Failure, FailureClass, PullFailed, fail
 from .config import AppConfig, Policy
@@ -81,8 +81,10 @@ class Puller:
                  rng: random.Random | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep,
-                 ref: ImageRef | None = None, started: float | None = None):
+                 ref: ImageRef | None = None, started: float | None = None,
+                 on_record: Callable[[state.AppState], object] | None = None):
         self.app = app
+        self.on_record = on_record  # after each failed attempt is saved (metrics)
         self.ref = ref or app.image.ref
         self.notifier = notifier or Notifier()
         self.rng = rng or random.SystemRandom()
@@ -114,7 +116,7 @@ class Puller:
                 failure = e.failure.without(self.creds.secrets() if self.creds else ())
             if failure.cls is FailureClass.DAEMON_UNAVAILABLE:
                 self.api = self.engine = None
-            self._report(failure)
+            self._report(failure, retries + 1, prefetch)
             now = retry.Situation(failure.cls, self.clock() - self.start, retries, previous,
                                   can_fall_back)
             decision = retry.decide(rules, now, self.rng)
@@ -128,9 +130,11 @@ class Puller:
             if isinstance(decision, retry.GiveUp):
                 if not decision.permanent:
                     log.error("giving up: %s", decision.reason)
+                self._record(0.0)
                 raise GaveUp(failure, self.attempts)
             retries, previous = retries + 1, decision.drawn
             delay = decision.delay
+            self._record(delay)  # saved before the wait is announced (and interruptible)
             due = time.strftime("%H:%M:%S", time.localtime(time.time() + delay))
             self.notifier.status(f"attempt {max(self.attempts, 1)} failed ({failure.cls}): "
                                  f"{_short(failure.message)}; next attempt in {human(delay)} "
@@ -366,20 +370,28 @@ class Puller:
         return Outcome(reference, image, Source.PREFETCHED, self.attempts,
                        self.clock() - self.start)
 
-    def _report(self, failure: Failure) -> None:
-        """One log line per failure: class, the daemon's words, and the fix."""
+    def _report(self, failure: Failure, attempt: int, prefetch: bool = False) -> None:
+        """One log line per failure: class, the daemon's words, and the fix; and the
+        failure in the state (last failure, history, counters), saved by _record or, on
+        a fallback, by activate."""
         if self.cut_by is None:
             self.last_failure = failure
         log.error("%s (%s): %s; fix: %s", "pull failed" if self.attempts else "cannot pull",
                   failure.cls, failure.message,
                   fix_for(failure.cls, self._hint_context(failure.cls)))
         self.cut_by = None  # said once; the next failure has its own cause
-        self.state = state.record_failure(self.state, str(failure.cls), failure.message,
-                                          int(failure.exit_code))
+        self.state = stats.failed(self.state, str(failure.cls), failure.message,
+                                  int(failure.exit_code), attempt, prefetch=prefetch)
+
+    def _record(self, backoff: float) -> None:
+        """Save the state of a failed attempt, with the wait before the next one."""
+        self.state = stats.waiting(self.state, backoff)
         try:
             state.save(self.state)
         except Exception as e:  # a read-only state dir must not stop the retries
             log.warning("%s", e)
+        if self.on_record is not None:
+            self.on_record(self.state)
 
     def _hint_context(self, cls: FailureClass) -> HintContext:
         data_root = free = None

@@ -164,8 +164,48 @@ class Response:
 
 
 @dataclass(frozen=True)
+class Proxy:
+    """An HTTP proxy the way dockerd uses one: CONNECT for https, absolute-form requests
+    for http. `authorization` is the Proxy-Authorization value (never shown); `shown`
+    is its URL without credentials."""
+
+    host: str
+    port: int
+    shown: str
+    authorization: str | None = None
+
+
+class ProxyError(OSError):
+    """The proxy refused the tunnel (CONNECT answered other than 200)."""
+
+    def __init__(self, status: int, reason: str):
+        super().__init__(f"the proxy answered CONNECT with {status} {reason}".rstrip())
+        self.status, self.reason = status, reason
+
+
+def proxy_from_url(url: str) -> Proxy:
+    """A proxy URL of a proxy setting (http://[user:password@]host[:port]); ValueError for
+    one Docker's proxy support would not use the same way (https://, socks5://)."""
+    if "://" not in url:
+        url = "http://" + url  # Go reads a bare host:port as http
+    u = urllib.parse.urlsplit(url)
+    if u.scheme != "http":
+        raise ValueError(f"{u.scheme}:// proxies are not checked (only http://)")
+    if not u.hostname:
+        raise ValueError("the proxy URL names no host")
+    auth = None
+    if u.username is not None:
+        raw = f"{urllib.parse.unquote(u.username)}:{urllib.parse.unquote(u.password or '')}"
+        auth = "Basic " + base64.b64encode(raw.encode()).decode()
+    from .dockerconf import redact_url
+
+    return Proxy(u.hostname, u.port or 80, redact_url(url), auth)
+
+
+@dataclass(frozen=True)
 class Endpoint:
-    """Where requests go: scheme, the resolved address, and the name for Host/SNI."""
+    """Where requests go: scheme, the resolved address, and the name for Host/SNI; and,
+    when the daemon goes through a proxy, that proxy (sockaddr is then unused)."""
 
     scheme: str
     host: str  # name as written (Host header, SNI, certificate check)
@@ -173,6 +213,7 @@ class Endpoint:
     sockaddr: tuple[Any, ...]
     family: int
     context: ssl.SSLContext | None = None
+    proxy: Proxy | None = None
 
     @property
     def base(self) -> str:
@@ -181,13 +222,47 @@ class Endpoint:
         return f"{self.scheme}://{h}" + ("" if self.port == default else f":{self.port}")
 
 
+def _tunnel(sock: socket.socket, ep: Endpoint, deadline: Deadline) -> None:
+    """CONNECT host:port through the proxy sock is connected to; ProxyError unless 200."""
+    assert ep.proxy is not None
+    target = f"[{ep.host}]:{ep.port}" if ":" in ep.host else f"{ep.host}:{ep.port}"
+    head = f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nUser-Agent: pullunit-doctor\r\n"
+    if ep.proxy.authorization:
+        head += f"Proxy-Authorization: {ep.proxy.authorization}\r\n"
+    sock.settimeout(deadline.remaining())
+    sock.sendall((head + "\r\n").encode())
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        sock.settimeout(deadline.remaining())
+        chunk = sock.recv(1)  # byte by byte: nothing after the head may be consumed
+        if not chunk:
+            raise ProxyError(0, "(connection closed before an answer)")
+        answer += chunk
+        if len(answer) > 16384:
+            raise ProxyError(0, "(answer too long)")
+    status_line = answer.split(b"\r\n", 1)[0].decode("latin-1")
+    parts = status_line.split(" ", 2)
+    try:
+        status = int(parts[1])
+    except (IndexError, ValueError):
+        raise ProxyError(0, f"(not HTTP: {status_line[:60]!r})") from None
+    if status != 200:
+        raise ProxyError(status, parts[2] if len(parts) > 2 else "")
+
+
 def connect(ep: Endpoint, deadline: Deadline) -> socket.socket:
     """A connected socket to ep, TLS done for https (Python bounds the whole handshake
-    by the socket timeout, which is what is left of the deadline)."""
-    sock = socket.socket(ep.family, socket.SOCK_STREAM)
+    by the socket timeout, which is what is left of the deadline); through ep.proxy
+    when there is one (a CONNECT tunnel for https)."""
+    family, sockaddr = ep.family, ep.sockaddr
+    if ep.proxy is not None:
+        family, sockaddr = resolve(ep.proxy.host, ep.proxy.port, deadline)[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.settimeout(deadline.remaining())
-        sock.connect(ep.sockaddr)
+        sock.connect(sockaddr)
+        if ep.proxy is not None and ep.scheme == "https":
+            _tunnel(sock, ep, deadline)
         if ep.scheme == "https":
             assert ep.context is not None
             sock.settimeout(deadline.remaining())
@@ -249,6 +324,11 @@ def request(ep: Endpoint, method: str, path: str, headers: Mapping[str, str],
         conn = http.client.HTTPConnection(ep.host, ep.port)
     sent = time.time()
     sock: socket.socket | None = None
+    if ep.proxy is not None and ep.scheme == "http":
+        # an HTTP proxy takes the absolute URL (the Host header still names the registry)
+        path = ep.base + path
+        if ep.proxy.authorization:
+            headers = {**headers, "Proxy-Authorization": ep.proxy.authorization}
     try:
         sock = connect(ep, deadline)
         conn.sock = _DeadlineSocket(sock, deadline)  # type: ignore[assignment]
@@ -321,6 +401,76 @@ def human_bytes(n: float) -> str:
     raise AssertionError  # pragma: no cover
 
 
+TRICKLE = 1024  # bytes: less than this in a `stall` window counts as no progress
+
+
+@dataclass(frozen=True)
+class Download:
+    url: str
+    status: int
+    reason: str
+    received: int  # bytes of the body read
+    seconds: float  # from the request to the last byte read
+    stalled: bool  # a read waited `stall` seconds for nothing
+    location: str = ""  # of a redirect
+
+
+@dataclass(frozen=True)
+class _StallDeadline(Deadline):
+    """Each socket operation may wait `stall` seconds at most, within the deadline."""
+
+    stall: float = 0.0
+
+    def remaining(self) -> float:
+        return min(self.stall, super().remaining())
+
+
+def _download_once(ep: Endpoint, path: str, headers: Mapping[str, str], deadline: Deadline,
+                   want: int, stall: float) -> Download:
+    limited = _StallDeadline(deadline.at, stall)
+    conn: http.client.HTTPConnection
+    if ep.scheme == "https":
+        conn = http.client.HTTPSConnection(ep.host, ep.port, context=ep.context)
+    else:
+        conn = http.client.HTTPConnection(ep.host, ep.port)
+    target = ep.base + path if ep.proxy is not None and ep.scheme == "http" else path
+    if ep.proxy is not None and ep.scheme == "http" and ep.proxy.authorization:
+        headers = {**headers, "Proxy-Authorization": ep.proxy.authorization}
+    url = f"{ep.base}{path}"
+    started = time.monotonic()
+    received, last = 0, started
+    sock: socket.socket | None = None
+    try:
+        sock = connect(ep, limited)
+        conn.sock = _DeadlineSocket(sock, limited)  # type: ignore[assignment]
+        conn.request("GET", target, headers={"User-Agent": "pullunit-doctor", **headers})
+        resp = conn.getresponse()
+        if resp.status != 200:
+            return Download(url, resp.status, resp.reason, 0, time.monotonic() - started,
+                            False, resp.headers.get("Location") or "")
+        window, in_window = started, 0  # a trickle of a few bytes a second is a stall too
+        while received < want:
+            try:
+                chunk = resp.read1(65536)
+            except TimeoutError:
+                stalled = deadline.left() > 0
+                return Download(url, 200, resp.reason, received, last - started, stalled)
+            if not chunk:
+                break
+            received += len(chunk)
+            in_window += len(chunk)
+            last = time.monotonic()
+            if last - window >= stall:
+                if in_window < TRICKLE:
+                    return Download(url, 200, resp.reason, received, last - started, True)
+                window, in_window = last, 0
+        return Download(url, 200, resp.reason, received, last - started, False)
+    finally:
+        conn.close()
+        if sock is not None:
+            sock.close()
+
+
 # --- a registry session: the registry's endpoint, the token flow, redirects ---
 
 
@@ -369,10 +519,12 @@ class Session:
         ep = self.endpoint
         if (host, port, scheme) == (ep.host, ep.port, ep.scheme):
             return ep
-        family, sockaddr = resolve(host, port, deadline)[0]
         ctx = ep.context
         if scheme == "https" and ctx is None:
             ctx = ssl.create_default_context()
+        if ep.proxy is not None:  # the proxy resolves the name, as it does for dockerd
+            return Endpoint(scheme, host, port, (), 0, ctx, ep.proxy)
+        family, sockaddr = resolve(host, port, deadline)[0]
         return Endpoint(scheme, host, port, sockaddr, family, ctx)
 
     def fetch(self, method: str, url: str, headers: Mapping[str, str], deadline: Deadline,
@@ -397,6 +549,29 @@ class Session:
                 continue
             return r
         raise ValueError(f"more than {redirects} redirects")
+
+    def download(self, url: str, headers: Mapping[str, str], deadline: Deadline, want: int,
+                 stall: float) -> Download:
+        """GET url (redirects followed as by fetch) and read up to `want` bytes of its body,
+        counting, not keeping them. Each read waits at most `stall` seconds: a transfer
+        that stops is reported as stalled with the bytes it got, not as an error."""
+        headers = dict(headers)
+        for _ in range(4):
+            u = urllib.parse.urlsplit(url)
+            scheme, host = u.scheme or self.endpoint.scheme, u.hostname or self.endpoint.host
+            port = u.port or (443 if scheme == "https" else 80)
+            path = (u.path or "/") + (f"?{u.query}" if u.query else "")
+            ep = self._endpoint_for(scheme, host, port, deadline)
+            r = _download_once(ep, path, headers, deadline, want, stall)
+            if r.status in _REDIRECTS and r.location:
+                nxt = urllib.parse.urljoin(f"{ep.base}{path}", r.location)
+                n = urllib.parse.urlsplit(nxt)
+                if (n.hostname, n.port or (443 if n.scheme == "https" else 80)) != (host, port):
+                    headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+                url = nxt
+                continue
+            return r
+        raise ValueError("more than 3 redirects")
 
     def authorization(self, challenge: Challenge | None, remote_path: str,
                       auth: Mapping[str, Any], deadline: Deadline) -> dict[str, str]:

@@ -1,5 +1,10 @@
 """Per-app state: /var/lib/pullunit/APP.json (versioned history of good digests) and
-/run/pullunit/APP.env (the exact image the run unit starts). Both written atomically."""
+/run/pullunit/APP.env (the exact image the run unit starts). Both written atomically.
+
+Keys are only ever added to the state file (older files lack them and read as their
+defaults, older readers ignore them), so adding one does not change SCHEMA_VERSION:
+"failures" (the last 20 failed attempts) and "stats" (counters and gauges for metrics)
+came that way (stats.py)."""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from . import paths
 from .errors import ExitCode, PullunitError
 from .fsutil import CannotWrite, atomic_write, read_regular
 from .printable import printable
+from .stats import FailureRecord, Stats, failures_from_json, stats_from_json
 
 SCHEMA_VERSION = 1
 log = logging.getLogger("pullunit")
@@ -52,10 +58,13 @@ class AppState:
     last_failure: Attempt | None = None
     prefetched: Entry | None = None  # pulled by `prefetch`, not yet running
     updated: float = field(default=0.0)
+    failures: tuple[FailureRecord, ...] = ()  # newest first, at most stats.HISTORY
+    stats: Stats = field(default_factory=Stats)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["schema"] = SCHEMA_VERSION
+        d["stats"] = self.stats.to_json()
         return d
 
 
@@ -149,6 +158,8 @@ def from_json(app: str, data: object) -> AppState:
         last_failure=_optional(data, "last_failure", _attempt),
         prefetched=_optional(data, "prefetched", _entry),
         updated=_time(data, "updated", "", 0.0),
+        failures=failures_from_json(data.get("failures")),
+        stats=stats_from_json(data.get("stats")),
     )
 
 

@@ -12,16 +12,18 @@ else the failure's exit code (69 for an unavailable registry, ...), else 0.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import sys
 from pathlib import Path
 from typing import Any
 
-from .. import lockfile, state
+from .. import lockfile, metrics, state, stats
 from ..cli import config_dir
 from ..config import AppConfig, Policy, app_files, app_name_of, load_app, resolve_app
 from ..errors import ConfigError, PullunitError
+from ..hostconfig import MetricsConfig, load_host
 from ..lock import BACKGROUND_WAIT, app_lock
 from ..notify import Notifier
 from ..puller import GaveUp, Puller
@@ -47,13 +49,14 @@ def run(args: argparse.Namespace) -> int:
     targets = list(args.apps) or [str(p) for p in app_files(cfg)]
     results: list[dict[str, Any]] = []
     worst = 0
+    settings = load_host(cfg).metrics
     for target in targets:
         row = _row(app_name_of(Path(target)) if target.endswith(".toml") else target)
         results.append(row)
         try:
             app = load_app(resolve_app(cfg, target))
             row["app"] = app.name
-            code = _prefetch(app, row, verbose=bool(args.apps))
+            code = _prefetch(app, row, settings, verbose=bool(args.apps))
         except PullunitError as e:
             code = _failed(row, e)
         worst = max(worst, code)
@@ -67,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
     return worst
 
 
-def _prefetch(app: AppConfig, row: dict[str, Any], *, verbose: bool) -> int:
+def _prefetch(app: AppConfig, row: dict[str, Any], settings: MetricsConfig, *,
+              verbose: bool) -> int:
     """Fill in this app's row; its exit code (0 unless the pull failed)."""
     if app.image.policy is not Policy.ALWAYS:
         row["message"] = f"policy is {app.image.policy}; prefetch is for policy always"
@@ -75,15 +79,23 @@ def _prefetch(app: AppConfig, row: dict[str, Any], *, verbose: bool) -> int:
             log.info("%s: %s", app.name, row["message"])
         return 0
     ref = lockfile.answer(app).ref
+    publish = functools.partial(metrics.publish, settings, app.name)
     with app_lock(app.name, lambda m: log.info("%s", m), timeout=BACKGROUND_WAIT):
         current = state.load(app.name).current
         row["running"] = current.reference if current else None
+        puller = Puller(app, notifier=Notifier(), ref=ref, on_record=publish)
         try:
-            outcome = Puller(app, notifier=Notifier(), ref=ref).run(prefetch=True)
+            outcome = puller.run(prefetch=True)
         except GaveUp as e:
+            metrics.settle(settings, app.name, puller.state,
+                           stats.gave_up(puller.state, puller.clock() - puller.start,
+                                         prefetch=True))
             row.update(status="failed", **{"class": str(e.failure.cls)},
                        message=e.failure.message)
             return int(e.failure.exit_code)
+        metrics.settle(settings, app.name, puller.state,
+                       stats.finished(puller.state, str(outcome.source), outcome.elapsed,
+                                      ready=False, pulled=True))
     row["prefetched"] = outcome.reference
     if current is not None and current.image_id == outcome.image.id:
         row["status"] = "current"

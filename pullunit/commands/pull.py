@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import signal
@@ -10,13 +11,14 @@ import sys
 import time
 from types import FrameType
 
-from .. import lockfile
+from .. import lockfile, metrics, stats
 from ..cli import config_dir
 from ..config import load_app, resolve_app
 from ..errors import ExitCode, Interrupted
+from ..hostconfig import load_host
 from ..lock import app_lock
 from ..notify import Notifier
-from ..puller import GaveUp, Puller
+from ..puller import GaveUp, Puller, Source
 
 log = logging.getLogger("pullunit")
 
@@ -31,6 +33,7 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
 
 def run(args: argparse.Namespace) -> int:
     app = load_app(resolve_app(config_dir(args), args.app))
+    host = load_host(config_dir(args))
     pin = lockfile.answer(app)
     if pin.applies is lockfile.Applies.STALE:
         assert pin.lock is not None
@@ -51,10 +54,15 @@ def run(args: argparse.Namespace) -> int:
         notifier.status(message)
 
     started = time.monotonic()
+    publish = functools.partial(metrics.publish, host.metrics, app.name)
     with app_lock(app.name, waiting, timeout=app.pull.deadline):
+        puller = Puller(app, notifier=notifier, ref=pin.ref, on_record=publish,
+                        started=started)
         try:
-            outcome = Puller(app, notifier=notifier, ref=pin.ref, started=started).run()
+            outcome = puller.run()
         except GaveUp as e:
+            metrics.settle(host.metrics, app.name, puller.state,
+                           stats.gave_up(puller.state, puller.clock() - puller.start))
             f = e.failure
             notifier.status(f"failed ({f.cls}) after {e.attempts} attempt(s): {f.message}")
             log.error("giving up on %s after %d attempt(s): %s", app.image.ref, e.attempts,
@@ -65,6 +73,9 @@ def run(args: argparse.Namespace) -> int:
                            "attempts": e.attempts}, sys.stdout)
                 sys.stdout.write("\n")
             return int(f.exit_code)
+        metrics.settle(host.metrics, app.name, puller.state,
+                       stats.finished(puller.state, str(outcome.source), outcome.elapsed,
+                                      ready=True, pulled=outcome.source is Source.PULLED))
     if args.json:
         json.dump({"app": app.name, "ready": True, "image": outcome.reference,
                    "image_id": outcome.image.id, "source": outcome.source,

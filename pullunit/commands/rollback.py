@@ -10,12 +10,13 @@ import argparse
 import logging
 from typing import Any
 
-from .. import state
+from .. import metrics, state
 from ..activation import activate, locate
 from ..cli import config_dir
 from ..config import load_app, resolve_app
 from ..engine import LiteEngine
 from ..errors import ExitCode, PullunitError
+from ..hostconfig import load_host
 from ..lock import OPERATOR_WAIT, app_lock
 
 log = logging.getLogger("pullunit")
@@ -44,6 +45,7 @@ def _choose(st: state.AppState, to: str | None) -> state.Entry:
 
 def run(args: argparse.Namespace) -> int:
     app = load_app(resolve_app(config_dir(args), args.app))
+    host = load_host(config_dir(args))
     restart = not args.no_restart
     if restart:
         # Everything the rollback needs is checked before anything changes: a rollback
@@ -65,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
                 "systemctl restart " + app.pull_unit)
         done = activate(app, st, app.image.ref, image, digest=target.digest,
                         lock_source="rollback")
+        metrics.record_rollback(host.metrics, app.name, done.state)
     print(f"{app.name}: rolled back to {done.reference}")
     if restart:
         from .. import systemd

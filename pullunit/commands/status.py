@@ -9,10 +9,14 @@
            | {"error"} | null,
    "current": ENTRY|null, "history": [ENTRY...],
    "last_failure": {"class", "message", "exit_code", "at", "fix"}|null,
+   "failures": [{"at", "class", "message", "attempt"}...],
    "healthy": bool, "error": null | "config error text"}
 UNIT is {"name", "load_state", "active_state", "sub_state", "result", "exec_main_status",
 "n_restarts", "status_text"}; ENTRY is {"reference", "digest", "image_id", "first_ready",
-"last_ready"} with times in seconds since the epoch. Keys are only ever added.
+"last_ready"} with times in seconds since the epoch. "failures" is the failure history:
+the last 20 failed attempts of pulls and prefetches, newest first, kept after the app
+recovered ("attempt" is the n-th attempt of that run). The human output shows the last
+three. Keys are only ever added.
 Exit status: 0 when every app is healthy (both units active), 1 otherwise.
 """
 
@@ -35,6 +39,7 @@ from ..log import use_color
 from ..printable import printable
 
 SCHEMA = 1
+RECENT = 3  # failures the human output shows
 
 
 def _units(app: AppConfig) -> tuple[dict[str, Any], str | None]:
@@ -92,6 +97,8 @@ def app_status(app: AppConfig) -> dict[str, Any]:
         "last_failure": {"class": lf.cls, "message": printable(lf.message),
                          "exit_code": lf.exit_code, "at": lf.at,
                          "fix": _fix(app, lf.cls)} if lf else None,
+        "failures": [{"at": f.at, "class": f.cls, "message": printable(f.message),
+                      "attempt": f.attempt} for f in st.failures],
         "healthy": healthy,
         "error": None,
     }
@@ -104,7 +111,8 @@ def _printable_or_none(text: str | None) -> str | None:
 def _broken(name: str, path: str, error: ConfigError) -> dict[str, Any]:
     return {"app": name, "config": path, "image": None, "policy": None,
             "units": {"pull": None, "run": None}, "systemd": None, "in_use": None, "lock": None,
-            "current": None, "history": [], "last_failure": None, "healthy": False,
+            "current": None, "history": [], "last_failure": None, "failures": [],
+            "healthy": False,
             "error": error.message}
 
 
@@ -114,6 +122,11 @@ def _ago(t: float) -> str:
         if s >= n:
             return f"{s // n}{unit} ago"
     return f"{s}s ago"
+
+
+def _short(text: str, limit: int = 100) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _unit_line(u: dict[str, Any] | None) -> str:
@@ -167,6 +180,12 @@ def _print_human(apps: list[dict[str, Any]]) -> None:
                   f"{lf['message']}")
             if lf["fix"]:
                 _line(f"    fix:      {lf['fix']}")
+        for i, f in enumerate(a["failures"][:RECENT]):
+            label = "recent:" if i == 0 else ""
+            _line(f"    {label:<9} {f['class']} ({_ago(f['at'])}, attempt {f['attempt']}): "
+                  f"{_short(f['message'])}")
+        if len(a["failures"]) > RECENT:
+            _line(f"              ... {len(a['failures']) - RECENT} more in --json")
 
 
 def run(args: argparse.Namespace) -> int:

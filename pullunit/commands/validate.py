@@ -1,4 +1,5 @@
-"""pullunit validate: check configs without writing anything.
+"""pullunit validate: check configs without writing anything: the apps and the host-wide
+pullunit.toml.
 
 Each app is checked as `generate` and the puller would use it: the config, its units as
 rendered (every line within systemd's limits, the admin's templates included) and its
@@ -14,9 +15,10 @@ from pathlib import Path
 
 from .. import lockfile, paths
 from ..cli import config_dir
-from ..config import LOCK_SUFFIX, app_files, resolve_app
+from ..config import HOST_CONFIG_NAME, LOCK_SUFFIX, app_files, resolve_app
 from ..errors import ConfigError, ExitCode
 from ..generate import render_one
+from ..hostconfig import host_config_path, load_host
 from ..render import make_environment
 
 log = logging.getLogger("pullunit")
@@ -25,8 +27,13 @@ log = logging.getLogger("pullunit")
 def run(args: argparse.Namespace) -> int:
     cfg = config_dir(args)
     failed = 0
+    host_file = host_config_path(cfg)
     targets: list[str] = list(args.files) or [str(p) for p in app_files(cfg)]
-    if not targets:
+    hosts = [Path(t) for t in targets if Path(t).name == HOST_CONFIG_NAME]
+    targets = [t for t in targets if Path(t).name != HOST_CONFIG_NAME]
+    if not args.files and host_file.exists():
+        hosts.append(host_file)
+    if not targets and not hosts:
         log.warning("no app configs (*.toml) in %s", cfg)
     env = make_environment(cfg)
     executable = paths.pullunit_executable()
@@ -43,6 +50,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"{app.path}: ok ({app.pull_unit}, {app.run_unit})")
     if not args.files:
         failed += _orphan_locks(cfg)
+    for path in hosts:
+        try:
+            load_host(path.parent)
+        except ConfigError as e:
+            log.error("%s", e.message)
+            failed += 1
+            continue
+        print(f"{path}: ok (host-wide settings)")
     return int(ExitCode.CONFIG) if failed else 0
 
 

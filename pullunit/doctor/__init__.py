@@ -21,8 +21,8 @@ carries a credential (scrub.py).
   scrub.py       credentials out of every text
 """
 
-from .checklist import CHECKS, diagnose
-from .model import CONFIG_CHECK, Check, Options, Status, Target, failed
+from .checklist import CHECKS, REPEATED, diagnose, diagnose_repeated
+from .model import CONFIG_CHECK, Check, Options, Status, Tally, Target, Verdict, failed
 
-__all__ = ["CHECKS", "CONFIG_CHECK", "Check", "Options", "Status", "Target", "diagnose",
-           "failed"]
+__all__ = ["CHECKS", "CONFIG_CHECK", "REPEATED", "Check", "Options", "Status", "Tally",
+           "Target", "Verdict", "diagnose", "diagnose_repeated", "failed"]

@@ -10,14 +10,16 @@ for everything it does on the network or with the daemon.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from ..regclient import Deadline
-from . import daemon, host, image, network, registry
+from . import daemon, host, image, journal, network, path, registry
 from .context import Context
-from .model import Check, Options, Status, Target
+from .model import Check, Options, Status, Tally, Target
 from .scrub import scrub
+from .verdicts import tally
 
 log = logging.getLogger("pullunit")
 
@@ -49,6 +51,11 @@ CHECKLIST = (
          blocks="the manifest could not be fetched"),
     Step("platform", image.platform_check, needs=("manifest",)),
     Step("clock", registry.clock, needs=("registry_api",)),
+    # added later: appended, so the ids before keep their places
+    Step("ip_versions", network.ip_versions, needs=("dns",)),
+    Step("proxy_path", path.proxy_path, needs=("reference",)),
+    Step("blob", path.blob, needs=("manifest",)),
+    Step("daemon_log", journal.daemon_log, needs=("reference",)),
 )
 CHECKS = tuple(step.id for step in CHECKLIST)
 
@@ -63,26 +70,58 @@ def _run(step: Step, ctx: Context) -> Check:
                      "run 'pullunit --debug doctor' and report the traceback")
 
 
+def _walk(ctx: Context, steps: Iterable[Step]) -> list[Check]:
+    """Run `steps` in order; a step whose prerequisite (among these steps) failed or was
+    skipped for a failure is skipped with the first failure's reason."""
+    blocked: dict[str, str] = {}  # check id -> why the checks that need it skip
+    out: list[Check] = []
+    for step in steps:
+        reason = next((blocked[n] for n in step.needs if n in blocked), None)
+        if reason is not None:
+            blocked[step.id] = reason
+            result = Check(step.id, Status.SKIP, f"skipped: {reason}")
+        else:
+            result = _run(step, ctx)
+            if result.status is Status.FAIL:
+                blocked[step.id] = (step.blocks or f"{step.id} failed").format_map(
+                    ctx.names())
+        out.append(scrub(result, ctx.secrets))
+    return out
+
+
 def diagnose(target: Target | None, options: Options | None = None) -> list[Check]:
     """Run the checklist. target None: only the host checks (daemon, disk, daemon_config,
     proxy), for a host without apps."""
     ctx = Context(target, options or Options.from_env())
-    blocked: dict[str, str] = {}  # check id -> why the checks that need it skip
-    out: list[Check] = []
     try:
-        for step in CHECKLIST:
-            if target is None and step.image:
-                continue
-            reason = next((blocked[n] for n in step.needs if n in blocked), None)
-            if reason is not None:
-                blocked[step.id] = reason
-                result = Check(step.id, Status.SKIP, f"skipped: {reason}")
-            else:
-                result = _run(step, ctx)
-                if result.status is Status.FAIL:
-                    blocked[step.id] = (step.blocks or f"{step.id} failed").format_map(
-                        ctx.names())
-            out.append(scrub(result, ctx.secrets))
+        return _walk(ctx, (s for s in CHECKLIST if target is not None or not s.image))
     finally:
         ctx.close()
-    return out
+
+
+# The checks `doctor --repeat` runs again: the way to the registry, where intermittent
+# failures live (field guide 12.6). Each round starts from the name lookup; what the
+# first round learned about the host (the daemon, its registry config) is kept.
+REPEATED = ("dns", "tcp", "tls", "registry_api", "manifest")
+_ROUND = ("reference", *REPEATED[:4], "credentials", "manifest")
+
+
+def diagnose_repeated(target: Target, options: Options, rounds: int, interval: float,
+                      sleep: Callable[[float], None] = time.sleep,
+                      ) -> tuple[list[Check], list[Tally]]:
+    """The whole checklist once, then the network checks `rounds - 1` more times,
+    `interval` seconds apart: the first round's checks, and per repeated check how its
+    rounds went (flapping or steady)."""
+    ctx = Context(target, options)
+    try:
+        first = _walk(ctx, CHECKLIST)
+        results = {c.check: [c] for c in first if c.check in REPEATED}
+        steps = [s for s in CHECKLIST if s.id in _ROUND]
+        for _ in range(rounds - 1):
+            sleep(interval)
+            for c in _walk(ctx.again(), steps):
+                if c.check in results:
+                    results[c.check].append(c)
+    finally:
+        ctx.close()
+    return first, [tally(check, results[check]) for check in REPEATED if check in results]

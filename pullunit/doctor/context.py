@@ -72,6 +72,7 @@ class Context:
     v2: Response | None = None  # the answer to GET /v2/
     creds: Any = None  # dockerapi.Credentials
     manifest: Manifest | None = None
+    service_proxies: dict[str, str] | None = None  # docker.service's, read by `proxy`
 
     @property
     def registry(self) -> str:
@@ -120,6 +121,14 @@ class Context:
                           running_as_root=os.geteuid() == 0, data_root=self.data_root,
                           free_bytes=self.free_bytes, platform=self.want_platform()[0])
         return fix_for(cls, dataclasses.replace(ctx, **kw))
+
+    def again(self) -> Context:
+        """A fresh context for another round of the network checks (doctor --repeat):
+        the host facts the first round learned are kept, the registry's are not."""
+        return Context(self.target, self.options, secrets=self.secrets, daemon=self.daemon,
+                       data_root=self.data_root, free_bytes=self.free_bytes,
+                       local_digest=self.local_digest, registry_config=self.registry_config,
+                       service_proxies=self.service_proxies)
 
     def close(self) -> None:
         if self.daemon is not None:

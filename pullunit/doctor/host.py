@@ -87,6 +87,7 @@ def proxy(ctx: Context) -> Check:
         return Check("proxy", Status.SKIP, f"docker.service is {state} (dockerd is not "
                      "run by systemd here)")
     proxies = proxy_env(env)
+    ctx.service_proxies = proxies
     shown = redact_proxies(proxies)
     source = "docker.service" + (f" (and {', '.join(files)})" if files else "")
     if not proxies:
@@ -106,7 +107,7 @@ def proxy(ctx: Context) -> Check:
         if p:
             p = redact_url(p)
             warn.append(f"dockerd reaches {ctx.registry} through {p}; doctor's network "
-                        "checks connect directly")
+                        "checks connect directly (proxy_path and blob go through it)")
             hints.append(f"test the proxy path: curl -x {p} https://{ctx.registry}/v2/; "
                          f"if {ctx.api_host} should be reached directly add it to "
                          "NO_PROXY in a docker.service drop-in")

@@ -213,3 +213,46 @@ def _tls_insecure(ctx: Context) -> Check:
     detail = f"{version}, not verified because {why}: {text}"
     return Check("tls", Status.PASS if loop else Status.WARN, detail,
                  "" if loop else warn_hint)
+
+
+def _family_name(family: int) -> str:
+    return "IPv6" if family == socket.AF_INET6 else "IPv4"
+
+
+def ip_versions(ctx: Context) -> Check:
+    """When the registry's name has IPv4 and IPv6 addresses, each path on its own: Go
+    (dockerd) tries both (happy eyeballs), so a broken one costs a delay on every
+    connection, or the pull where the working one is slow to answer."""
+    first: dict[int, tuple[Any, ...]] = {}
+    for family, sockaddr in ctx.addresses:
+        first.setdefault(family, sockaddr)
+    host = ctx.api_host
+    if len(first) < 2:
+        only = _family_name(next(iter(first))) if first else "no"
+        return Check("ip_versions", Status.SKIP, f"{host} has {only} addresses only: one "
+                     "path to check (tcp did)")
+    port = registry_port(ctx.registry) or (ctx.connected[2] if ctx.connected else 443)
+    results: list[tuple[str, str, str | None]] = []  # family, address, error
+    for family, sockaddr in sorted(first.items()):
+        sa = (sockaddr[0], port, *sockaddr[2:])
+        # each family gets its share of what is left, so one black hole cannot use it all
+        share = max(ctx.deadline.left() / (2 if not results else 1), 0.05)
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as s:
+                s.settimeout(share)
+                s.connect(sa)
+            results.append((_family_name(family), _fmt_addr(sa, port), None))
+        except OSError as e:
+            results.append((_family_name(family), _fmt_addr(sa, port), describe_oserror(e)))
+    detail = "; ".join(f"{name} {addr}: {err or 'connects'}" for name, addr, err in results)
+    broken = [name for name, _, err in results if err]
+    if not broken:
+        return Check("ip_versions", Status.PASS, detail)
+    if len(broken) == len(results):
+        return Check("ip_versions", Status.FAIL, detail, ctx.hint(FailureClass.UNREACHABLE))
+    bad = broken[0]
+    return Check("ip_versions", Status.WARN, detail,
+                 f"the {bad} path to {host} is broken while the other works: dockerd tries "
+                 f"both, so pulls wait on {bad} first or fail where it is preferred; fix "
+                 f"{bad} routing/firewall to {host}, or remove its "
+                 f"{'AAAA' if bad == 'IPv6' else 'A'} records")

@@ -8,7 +8,7 @@ from datetime import UTC
 from typing import Any
 
 from ..platform import Platform
-from .model import Status
+from .model import Check, Status, Tally, Verdict
 
 MANIFEST_TYPES = (
     "application/vnd.oci.image.index.v1+json",
@@ -89,3 +89,25 @@ def disk_status(free: int, total: int, ifree: int, itotal: int) -> Status:
 
 
 CERT_WARN_DAYS = 14
+
+
+def tally(check: str, results: list[Check]) -> Tally:
+    """How one check went over `doctor --repeat`'s rounds. A round in which a
+    prerequisite failed does not count for or against it (it did not run); a warning is
+    not a failure."""
+    ran = [c for c in results if not (c.status is Status.SKIP
+                                       and c.detail.startswith("skipped: "))]
+    failed = [c for c in ran if c.status is Status.FAIL]
+    counts: dict[str, int] = {}
+    for c in failed:
+        counts[c.detail] = counts.get(c.detail, 0) + 1
+    if not ran:
+        verdict = Verdict.SKIPPED
+    elif not failed:
+        verdict = Verdict.OK
+    elif len(failed) == len(ran):
+        verdict = Verdict.STEADY
+    else:
+        verdict = Verdict.FLAPPING
+    return Tally(check, len(results), len(ran), len(failed), verdict,
+                 tuple(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))))

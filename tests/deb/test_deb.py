@@ -104,9 +104,11 @@ def test_depends_only_on_debian_12_packages(built: Built) -> None:
     assert "docker.io | docker-ce" in depends
     names = {re.sub(r"\s*\(.*\)$", "", d) for d in depends} - {"docker.io | docker-ce"}
     assert names == {"python3-pystemd", "python3-docker", "python3-jinja2",
-                     "python3-tomli-w", "python3-sdnotify", "python3:any"}
-    for field in ("Pre-Depends", "Recommends"):
-        assert _field(built, field) == ""
+                     "python3-tomli-w", "python3-sdnotify", "python3-prometheus-client",
+                     "python3:any"}
+    assert _field(built, "Pre-Depends") == ""
+    # node_exporter reads the metrics pullunit writes; pullunit works without it
+    assert _field(built, "Recommends") == "prometheus-node-exporter"
 
 
 # --------------------------------------------------------------------------- contents
@@ -163,6 +165,8 @@ def test_tmpfiles_make_state_and_runtime_dirs(unpacked: Path) -> None:
              if line and not line.startswith("#")]
     assert ["d", "/var/lib/pullunit", "0700", "root", "root", "-"] in lines
     assert ["d", "/run/pullunit", "0755", "root", "root", "-"] in lines
+    # node_exporter's textfile directory, as prometheus-node-exporter makes it
+    assert ["d", "/var/lib/prometheus/node-exporter", "0755", "root", "root", "-"] in lines
 
 
 def test_shipped_completion_is_the_trees(unpacked: Path) -> None:

@@ -64,6 +64,7 @@ PACKAGES: tuple[str, ...] = (
     "python3-sdnotify",
     "python3-jinja2",
     "python3-tomli-w",
+    "python3-prometheus-client",
     "docker.io",
     "iproute2",
     "procps",

@@ -933,12 +933,15 @@ def test_doctor_reads_docker_service_proxies_over_dbus(pu: Machine, registries: 
     ref = f"{reg.address}/e2e/doctor:1.0"
     rh.push_image(ref)
 
+    seen: dict[str, Any] = {}
+
     def proxy_check() -> dict[str, Any]:
         r = pu.run(["pullunit", "doctor", ref, "--json"], check=False, timeout=60)
         assert "Traceback" not in r.stderr and "pr0xy-s3cret" not in r.stdout + r.stderr
         (target,) = json.loads(r.stdout)
-        (check,) = [c for c in target["checks"] if c["check"] == "proxy"]
-        return dict(check)
+        checks = {c["check"]: c for c in target["checks"]}
+        seen.update(host=target["host"], proxy_path=checks["proxy_path"])
+        return dict(checks["proxy"])
 
     masked = proxy_check()  # the harness masks docker.service
     assert masked["status"] == "skip" and "masked" in masked["detail"], masked
@@ -957,6 +960,12 @@ def test_doctor_reads_docker_service_proxies_over_dbus(pu: Machine, registries: 
     assert "HTTPS_PROXY=" in check["detail"] and "proxy.invalid:3128" in check["detail"]
     assert "/etc/default/docker-proxy" in check["detail"]
     assert "differ" in check["detail"] and "restart docker" in check["hint"]
+    # the fingerprint takes docker.service's proxies (over D-Bus), without the password;
+    # proxy_path knows them too (a registry on loopback is never proxied)
+    assert seen["host"]["proxies"]["source"] == "docker.service"
+    assert seen["host"]["proxies"]["HTTPS_PROXY"] == "http://***@proxy.invalid:3128"
+    assert seen["proxy_path"]["status"] == "skip"
+    assert "(docker.service)" in seen["proxy_path"]["detail"]
 
 
 # ------------------------------------------- relocated runtime and state dirs (issue 14, #18)

@@ -65,8 +65,9 @@ class DockerdProcess:
     def __init__(self, name: str = "extra", *, data_root_size_mb: int | None = None,
                  netns: str | None = None, storage_driver: str | None = None,
                  extra_args: tuple[str, ...] = (), owner: int | str | None = None,
-                 _main: bool = False) -> None:
+                 env: dict[str, str] | None = None, _main: bool = False) -> None:
         self.name = name
+        self.env = dict(env or {})  # added to the clean environment (e.g. HTTPS_PROXY)
         self.main = _main
         self.netns = netns
         self.extra_args = tuple(extra_args)
@@ -176,7 +177,7 @@ class DockerdProcess:
             return self
         had_docker0 = Path("/sys/class/net/docker0").exists()
         self.log.parent.mkdir(parents=True, exist_ok=True)
-        self.proc = u.spawn(self.argv(), self.log)
+        self.proc = u.spawn(self.argv(), self.log, env=u.clean_env(self.env))
         self.pid = self.proc.pid  # `ip netns exec` execs dockerd: same pid
         self.rec.pids = [(self.pid, "dockerd")]
         u.save_record(self.rec)

@@ -40,6 +40,7 @@ PATHS = {
     "manifests": r"^/v2/.+/manifests/",
     "blobs": r"^/v2/.+/blobs/sha256:",  # downloads only, not /blobs/uploads/
     "v2": r"^/v2/",  # everything, including the /v2/ ping
+    "ping": r"^/v2/$",  # only the /v2/ ping (the API version check)
 }
 
 

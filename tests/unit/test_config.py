@@ -209,12 +209,13 @@ BAD = [
         "unit would clash with the pull unit of app 'x'", name="x-pull"),
     Bad("file-name-slash-like", BASE, "app name '-web' (the file name) is not a valid unit "
         "name prefix", name="-web"),
-    Bad("file-name-too-long", BASE, f"app name '{'a' * 243}' must be 1 to 224 characters",
+    Bad("file-name-too-long", BASE, f"app name '{'a' * 243}' must be 1 to 223 characters",
         name="a" * 243),
-    # defect 7: .NAME-pull.service.<12 hex>.new, generate's temp file, must fit 255 bytes
-    Bad("file-name-225", BASE, f"app name '{'a' * 225}' must be 1 to 224 characters: the "
-        "longest file named after it, '.APP-pull.service.<12 hex>.new', must fit the 255 "
-        "bytes of a file name", name="a" * 225),
+    # defect 7: every file named after the app must fit 255 bytes; the longest is the
+    # metrics file's temp name (generate's .NAME-pull.service.<12 hex>.new is one shorter)
+    Bad("file-name-224", BASE, f"app name '{'a' * 224}' must be 1 to 223 characters: the "
+        "longest file named after it, '.pullunit-APP.prom.<12 hex>.new', must fit the 255 "
+        "bytes of a file name", name="a" * 224),
     Bad("file-name-lock-suffix", BASE, "app name 'web.lock' must not end in '.lock': "
         "web.lock.toml is where 'pullunit pin' keeps the lock file of app 'web'",
         name="web.lock"),
@@ -537,6 +538,15 @@ def test_every_file_named_after_the_longest_app_name_can_be_written(
     assert not paths.state_file(name).exists()
     archive.archive_dir(name).mkdir(parents=True)
     atomic_write(archive.archive_dir(name) / "x", "x")
+    # the metrics file, written through its temp name, in a configured metrics dir
+    from pullunit import metrics
+    from pullunit.hostconfig import MetricsConfig
+
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    settings = MetricsConfig(dir=metrics_dir, enabled=True)
+    assert metrics.publish(settings, name, state.AppState(name))
+    assert (metrics_dir / f"pullunit-{name}.prom").exists()
     # init writes the config through a temp file of its own
     init_dir = tmp_path / "init"
     proc = run_cli("init", name, "--image", "nginx:1", "--config-dir", init_dir)

@@ -151,7 +151,8 @@ def test_the_longest_app_name_gets_its_units(config_dir: Path, output_dir: Path,
                                              write_app: Callable[..., Path]) -> None:
     """Defect 7: a 242-character name passed validate, but generate's temp file
     .NAME-pull.service.<12 hex>.new is 273 bytes: exit 74 and no app got units. The
-    limit is now 224, and a name of exactly 224 is written."""
+    limit is now APP_NAME_MAX (223: the metrics file's temp name is the longest), and a
+    name of exactly that length is written."""
     longest = "n" * APP_NAME_MAX
     write_app(longest, MINIMAL + "[run]\nname = 'long'\n")
     write_app("web")

@@ -296,7 +296,8 @@ def test_completion_offers_app_names_from_the_config_dir(tmp_path: Path,
         pytest.fail("bash-completion is not installed (scripts/setup installs it)")
     cfg = tmp_path / "cfg"
     cfg.mkdir()
-    for name in ("web.toml", "db.toml", "web.lock.toml", ".hidden.toml", "notes.txt"):
+    for name in ("web.toml", "db.toml", "web.lock.toml", ".hidden.toml", "notes.txt",
+                 "pullunit.toml"):  # the host-wide settings are not an app
         (cfg / name).write_text("")
     (cfg / "dir.toml").mkdir()
     env = {"PULLUNIT_CONFIG_DIR": str(cfg)}
@@ -333,7 +334,11 @@ def test_control_depends_only_on_debian_12_packages() -> None:
     assert "docker.io | docker-ce" in items
     names = {i for i in items if not i.startswith("${")} - {"docker.io | docker-ce"}
     assert names == {"python3-pystemd", "python3-docker", "python3-jinja2",
-                     "python3-tomli-w", "python3-sdnotify"}
+                     "python3-tomli-w", "python3-sdnotify", "python3-prometheus-client"}
+    recommends = re.search(r"^Recommends:(.*?)(?=^\S)", binary, re.M | re.S)
+    assert recommends is not None
+    assert [r.strip() for r in recommends.group(1).split(",") if r.strip()] == [
+        "prometheus-node-exporter"]
     assert "python3-pip" not in control
 
 

@@ -1,0 +1,102 @@
+"""Host-wide settings: CONFIG_DIR/pullunit.toml (/etc/pullunit/pullunit.toml).
+
+Validated exactly like an app config (config.py's helpers): strict keys per table with a
+suggestion for a typo, every error naming the file and the dotted key (exit 78), frozen
+dataclasses out. No file means the defaults.
+
+One table of keys drives parsing and the unknown-key error, so a setting is declared
+once. Tables today: [metrics]. The file is meant to grow (host-wide mirrors as
+[[mirror]], max_parallel_pulls): add a row to _SCHEMA and a field to HostConfig.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import HOST_CONFIG_NAME, _abs_path, _bool, _type_name, _unknown, _Where
+from .errors import ConfigError
+
+# Where Debian's prometheus-node-exporter reads *.prom files (its textfile collector).
+DEFAULT_METRICS_DIR = Path("/var/lib/prometheus/node-exporter")
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    enabled: bool = True
+    dir: Path | None = None  # None: DEFAULT_METRICS_DIR, written only when it exists
+
+    @property
+    def directory(self) -> Path:
+        return self.dir or DEFAULT_METRICS_DIR
+
+    @property
+    def configured(self) -> bool:
+        """A directory named on purpose is created when missing; the default one is
+        used only when it exists (node_exporter's package, or our tmpfiles, made it)."""
+        return self.dir is not None
+
+
+@dataclass(frozen=True)
+class HostConfig:
+    path: Path
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+
+
+_Parser = Callable[[object, _Where], Any]
+
+
+def _table(cls: type, keys: Mapping[str, _Parser]) -> _Parser:
+    """A [table] with exactly these keys, into `cls` (field names = key names)."""
+    def parse(value: object, where: _Where) -> Any:
+        if not isinstance(value, dict):
+            raise where.error(f"expected a table [{where.key}], got {_type_name(value)}")
+        out: dict[str, Any] = {}
+        for key, v in value.items():
+            w = where.child(key)
+            if key not in keys:
+                raise _unknown(key, list(keys), w, "key")
+            out[key] = keys[key](v, w)
+        return cls(**out)
+    return parse
+
+
+# top-level key (a table or a value) -> (HostConfig field, parser)
+_SCHEMA: dict[str, tuple[str, _Parser]] = {
+    "metrics": ("metrics", _table(MetricsConfig, {"enabled": _bool, "dir": _abs_path})),
+}
+
+
+def parse_host(data: Mapping[str, Any], path: Path) -> HostConfig:
+    root = _Where(str(path), "")
+    values: dict[str, Any] = {}
+    for key, raw in data.items():
+        if key not in _SCHEMA:
+            raise _unknown(key, list(_SCHEMA), root.child(key), "table or key")
+        name, parse = _SCHEMA[key]
+        values[name] = parse(raw, root.child(key))
+    return HostConfig(path=path, **values)
+
+
+def host_config_path(config_dir: Path) -> Path:
+    return config_dir / HOST_CONFIG_NAME
+
+
+def load_host(config_dir: Path) -> HostConfig:
+    """CONFIG_DIR/pullunit.toml, validated; the defaults when there is none."""
+    path = host_config_path(config_dir)
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        return HostConfig(path)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"Cannot read {path}: {e}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"Cannot read {path}: not valid UTF-8 ({e.reason})") from e
+    except OSError as e:
+        raise ConfigError(f"Cannot read {path}: {e.strerror}") from e
+    return parse_host(data, path)
