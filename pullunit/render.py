@@ -12,7 +12,7 @@ from pathlib import Path
 
 import jinja2
 
-from . import paths
+from . import health, paths
 from .config import DEFAULT_CONFIG_DIR, AppConfig
 from .durations import format_timespan
 from .escape import exec_line, unit_value
@@ -76,6 +76,7 @@ def docker_run_argv(app: AppConfig) -> list[str]:
     if run.user:
         argv += ["--user", run.user]
     argv += list(run.docker_args)
+    argv += health.docker_flags(app.health)
     argv.append(IMAGE_VARIABLE)
     argv += list(run.command)
     return argv
@@ -86,6 +87,13 @@ def pull_argv(app: AppConfig, config_dir: Path, executable: str) -> list[str]:
     if config_dir != DEFAULT_CONFIG_DIR:
         argv += ["--config-dir", str(config_dir)]
     return [*argv, app.name]
+
+
+def gate_argv(app: AppConfig, executable: str) -> list[str]:
+    """The readiness gate (ExecStartPost=): everything it needs is on its command line."""
+    return [executable, "ready", "--container", app.run.name,
+            "--start-timeout", format_timespan(app.health.start_timeout),
+            "--stop-timeout", format_timespan(app.run.stop_timeout), app.name]
 
 
 def context(app: AppConfig, config_dir: Path, executable: str) -> dict[str, object]:
@@ -110,6 +118,11 @@ def context(app: AppConfig, config_dir: Path, executable: str) -> dict[str, obje
         "restart_sec": format_timespan(app.run.restart_sec),
         # docker stop gets its grace period; systemd's own timeout is only a backstop.
         "timeout_stop_sec": format_timespan(stop_seconds + 15),
+        # The gate bounds start-up itself (health.start_timeout) and then stops a failed
+        # container with its grace period; systemd's start timeout is only a backstop.
+        "gate_exec": exec_line(gate_argv(app, executable)) if app.health.enabled else "",
+        "timeout_start_sec": format_timespan(
+            math.ceil(app.health.start_timeout) + stop_seconds + 30),
         "after": list(app.unit.after),
         "wants": list(app.unit.wants),
         "requires": list(app.unit.requires),
