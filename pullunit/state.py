@@ -15,7 +15,10 @@ from . import paths
 from .errors import ExitCode, PullunitError
 from .fsutil import atomic_write
 
+# Version 1 gained the optional "updates" key without a bump: readers of version 1 ignore
+# keys they do not know, so an older pullunit still reads this file.
 SCHEMA_VERSION = 1
+UPDATES_KEPT = 10  # update records kept per app, newest first
 log = logging.getLogger("pullunit")
 
 
@@ -40,6 +43,18 @@ class Attempt:
 
 
 @dataclass(frozen=True)
+class Update:
+    """One `pullunit update` that changed (or tried to change) the running image."""
+
+    at: float
+    from_ref: str | None  # what ran before (None: nothing had run)
+    to_ref: str  # what the update switched to
+    result: str  # "updated", "rolled_back", "not_ready" (no rollback), "rollback_failed"
+    cause: str | None = None  # why the new image was not ready
+    auto: bool = False  # run by pullunit-update.timer (--auto)
+
+
+@dataclass(frozen=True)
 class AppState:
     app: str
     image: str = ""
@@ -49,6 +64,7 @@ class AppState:
     last_failure: Attempt | None = None
     prefetched: Entry | None = None  # pulled by `prefetch`, not yet running
     updated: float = field(default=0.0)
+    updates: tuple[Update, ...] = ()  # by `pullunit update`, newest first
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -75,7 +91,13 @@ def from_json(app: str, data: dict[str, Any]) -> AppState:
                              int(lf["exit_code"])) if lf else None,
         prefetched=_entry(data["prefetched"]) if data.get("prefetched") else None,
         updated=float(data.get("updated", 0.0)),
+        updates=tuple(_update(u) for u in data.get("updates", [])),
     )
+
+
+def _update(d: dict[str, Any]) -> Update:
+    return Update(float(d["at"]), d.get("from_ref"), str(d["to_ref"]), str(d["result"]),
+                  d.get("cause"), bool(d.get("auto", False)))
 
 
 def load(app: str) -> AppState:
@@ -136,6 +158,23 @@ def record_failure(state: AppState, cls: str, message: str, exit_code: int,
                    now: float | None = None) -> AppState:
     now = time.time() if now is None else now
     return replace(state, last_failure=Attempt(now, cls, message, exit_code), updated=now)
+
+
+def record_update(state: AppState, update: Update) -> AppState:
+    return replace(state, updates=(update, *state.updates)[:UPDATES_KEPT], updated=update.at)
+
+
+def forget(state: AppState, image_id: str, before: tuple[Entry, ...], keep: int) -> AppState:
+    """Drop an image that proved bad from the history of good images (a fallback or a
+    rollback must never pick it), and bring back the entries that making it current
+    pushed out of `before`, the history as it was."""
+    history = [e for e in state.history if e.image_id != image_id]
+    ids = {e.image_id for e in history}
+    history += [e for e in before if e.image_id not in ids and e.image_id != image_id]
+    prefetched = state.prefetched
+    if prefetched is not None and prefetched.image_id == image_id:
+        prefetched = None
+    return replace(state, history=tuple(history[:keep]), prefetched=prefetched)
 
 
 def write_env_file(app: str, reference: str) -> Path:

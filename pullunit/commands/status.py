@@ -9,11 +9,21 @@
            | {"error"} | null,
    "current": ENTRY|null, "history": [ENTRY...],
    "last_failure": {"class", "message", "exit_code", "at", "fix"}|null,
+   "health": {"gate": bool, "container": "running"|"exited"|...|null,
+              "status": "healthy"|"unhealthy"|"starting"|"none"|null, "check": str|null,
+              "error": null | "why Docker could not be asked"},
+   "last_update": {"at", "from", "to", "result", "cause", "auto"}|null,
    "healthy": bool, "error": null | "config error text"}
 UNIT is {"name", "load_state", "active_state", "sub_state", "result", "exec_main_status",
 "n_restarts", "status_text"}; ENTRY is {"reference", "digest", "image_id", "first_ready",
-"last_ready"} with times in seconds since the epoch. Keys are only ever added.
-Exit status: 0 when every app is healthy (both units active), 1 otherwise.
+"last_ready"} with times in seconds since the epoch. health.gate says whether the run unit
+waits for readiness; health.status is Docker's healthcheck state ("none": no healthcheck;
+null: no container). last_update is the newest `pullunit update` of the app: result
+"updated", "rolled_back" (an automatic rollback; cause says why the new image was not
+ready), "not_ready" or "rollback_failed"; auto is true when the timer ran it.
+Keys are only ever added.
+Exit status: 0 when every app is healthy (both units active, and the container not
+"unhealthy"), 1 otherwise.
 """
 
 from __future__ import annotations
@@ -68,13 +78,44 @@ def _lock(app: AppConfig) -> dict[str, Any] | None:
             "at": lock.at, "applies": pin.pinned, "why": pin.why or None}
 
 
+def _health(app: AppConfig) -> dict[str, Any]:
+    """The container's state and Docker's healthcheck verdict, asked with a bound."""
+    from .. import gate
+    from ..health import last_check
+
+    out: dict[str, Any] = {"gate": app.health.enabled, "container": None, "status": None,
+                           "check": None, "error": None}
+    try:
+        container = gate.Engine.from_env().container(app.run.name)
+    except gate.EngineError as e:
+        out["error"] = str(e)
+        return out
+    if container is None:
+        return out
+    st = container.get("State") or {}
+    out["container"] = st.get("Status")
+    out["status"] = (st.get("Health") or {}).get("Status") or "none"
+    out["check"] = last_check(st) or None
+    return out
+
+
+def _last_update(st: state.AppState) -> dict[str, Any] | None:
+    if not st.updates:
+        return None
+    u = st.updates[0]
+    return {"at": u.at, "from": u.from_ref, "to": u.to_ref, "result": u.result,
+            "cause": u.cause, "auto": u.auto}
+
+
 def app_status(app: AppConfig) -> dict[str, Any]:
     st = state.load(app.name)
     units, why = _units(app)
     lf = st.last_failure
+    health = _health(app)
     healthy = bool(units["pull"] and units["run"]
                    and units["pull"]["active_state"] == "active"
-                   and units["run"]["active_state"] == "active")
+                   and units["run"]["active_state"] == "active"
+                   and health["status"] != "unhealthy")
     return {
         "app": app.name,
         "config": str(app.path),
@@ -88,6 +129,8 @@ def app_status(app: AppConfig) -> dict[str, Any]:
         "history": [asdict(e) for e in st.history],
         "last_failure": {"class": lf.cls, "message": lf.message, "exit_code": lf.exit_code,
                          "at": lf.at, "fix": _fix(app, lf.cls)} if lf else None,
+        "health": health,
+        "last_update": _last_update(st),
         "healthy": healthy,
         "error": None,
     }
@@ -96,8 +139,8 @@ def app_status(app: AppConfig) -> dict[str, Any]:
 def _broken(name: str, path: str, error: ConfigError) -> dict[str, Any]:
     return {"app": name, "config": path, "image": None, "policy": None,
             "units": {"pull": None, "run": None}, "systemd": None, "in_use": None, "lock": None,
-            "current": None, "history": [], "last_failure": None, "healthy": False,
-            "error": error.message}
+            "current": None, "history": [], "last_failure": None, "health": None,
+            "last_update": None, "healthy": False, "error": error.message}
 
 
 def _ago(t: float) -> str:
@@ -119,6 +162,23 @@ def _unit_line(u: dict[str, Any] | None) -> str:
     return text
 
 
+_UPDATE_WORDS = {"updated": "updated", "rolled_back": "not ready, rolled back",
+                 "not_ready": "not ready, not rolled back",
+                 "rollback_failed": "not ready, and neither was the rollback"}
+
+
+def _health_line(h: dict[str, Any]) -> str:
+    gate = "" if h["gate"] else " (readiness gate off)"
+    if h["error"]:
+        return f"unknown: {h['error']}{gate}"
+    if h["container"] is None:
+        return f"no container{gate}"
+    if h["status"] == "none":
+        return f"{h['container']}, no healthcheck{gate}"
+    check = f" ({h['check']})" if h["check"] and h["status"] != "healthy" else ""
+    return f"{h['status']}{check}{gate}"
+
+
 def _print_human(apps: list[dict[str, Any]]) -> None:
     color = use_color(sys.stdout)
     for a in apps:
@@ -136,6 +196,7 @@ def _print_human(apps: list[dict[str, Any]]) -> None:
         print(f"    run:      {_unit_line(units['run'])}")
         if a["systemd"]:
             print(f"    systemd:  {a['systemd']}")
+        print(f"    health:   {_health_line(a['health'])}")
         print(f"    in use:   {a['in_use'] or '-'}")
         lock = a["lock"]
         if lock and "error" in lock:
@@ -152,6 +213,15 @@ def _print_human(apps: list[dict[str, Any]]) -> None:
                   f"{lf['message']}")
             if lf["fix"]:
                 print(f"    fix:      {lf['fix']}")
+        u = a["last_update"]
+        if u:
+            words = _UPDATE_WORDS.get(u["result"], u["result"])
+            print(f"    updated:  {u['from'] or '-'} -> {u['to']}: {words}"
+                  f"{' (timer)' if u['auto'] else ''}, {_ago(u['at'])}")
+            if u["result"] == "rolled_back":
+                print(f"    rolled back automatically: {u['cause']}")
+            elif u["cause"]:
+                print(f"    cause:    {u['cause']}")
 
 
 def run(args: argparse.Namespace) -> int:
