@@ -181,7 +181,8 @@ def test_toml_man_lists_every_enum_value(table: str, key: str, enum: type) -> No
 
 
 @pytest.mark.parametrize(("table", "cls"), [
-    ("pull", config.PullConfig), ("run", config.RunConfig), ("unit", config.UnitConfig)])
+    ("pull", config.PullConfig), ("run", config.RunConfig), ("unit", config.UnitConfig),
+    ("health", config.HealthConfig), ("update", config.UpdateConfig)])
 def test_toml_man_states_simple_defaults(table: str, cls: type) -> None:
     """Booleans, integers and enums have one spelling; check those defaults literally."""
     block = entries(sections(scd("pullunit.toml.5"))[f"[{table}]"])
