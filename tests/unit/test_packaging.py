@@ -360,6 +360,16 @@ def test_prefetch_timer_runs_daily_with_randomized_delay() -> None:
     assert re.search(r"^ExecStart=/usr/bin/pullunit prefetch$", service, re.M)
 
 
+def test_update_timer_runs_daily_with_randomized_delay_and_only_auto_apps() -> None:
+    timer = (REPO / "units" / "pullunit-update.timer").read_text()
+    service = (REPO / "units" / "pullunit-update.service").read_text()
+    assert re.search(r"^OnCalendar=daily$", timer, re.M)
+    assert re.search(r"^RandomizedDelaySec=\S+", timer, re.M)
+    assert re.search(r"^WantedBy=timers.target$", timer, re.M)
+    assert re.search(r"^ExecStart=/usr/bin/pullunit update --auto$", service, re.M)
+    assert re.search(r"^Type=oneshot$", service, re.M)
+
+
 def test_lintian_overrides_carry_a_reason() -> None:
     for path in DEBIAN.glob("*lintian-overrides"):
         lines = path.read_text().splitlines()
