@@ -169,7 +169,14 @@ class Updater:
         if dry_run:
             return Outcome(app.name, Result.WOULD_UPDATE, 0, from_ref, to_ref,
                            message=f"would switch {from_ref or 'nothing'} -> {to_ref}")
-        running = self.edges.unit(app.run_unit).active_state == "active"
+        now = self.edges.unit(app.run_unit)
+        if now.active_state not in ("active", "inactive", "failed"):
+            # Starting, stopping or waiting to restart: switching under a job in flight
+            # would start the new image without anyone judging it.
+            return Outcome(app.name, Result.FAILED, int(ExitCode.TEMPFAIL), from_ref, to_ref,
+                           message=f"{app.run_unit} is {now.active_state} ({now.sub_state}); "
+                           "try again when it is active or stopped")
+        running = now.active_state == "active"
         pull_ref = ImageRef(want.domain, want.path, want.tag, digest)
         with self._lock():
             try:

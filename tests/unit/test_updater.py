@@ -59,7 +59,7 @@ class Fake:
     """The edges: the registry serves `remote`; pulls return image(n); each restart
     returns the next of `restarts`. Everything asked is recorded."""
 
-    def __init__(self, remote: int, restarts: list[UnitState], *, running: bool = True,
+    def __init__(self, remote: int, restarts: list[UnitState], *, running: bool | str = True,
                  resolve_fails: Failed | None = None, present: set[int] | None = None):
         self.remote = remote
         self.restarts = list(restarts)
@@ -87,6 +87,8 @@ class Fake:
         return None
 
     def unit(self, name: str) -> UnitState:
+        if isinstance(self.running, str):
+            return unit(*self.running.split())
         return unit() if self.running else unit("inactive", "dead")
 
     def restart(self, name: str, bound: float) -> UnitState:
@@ -250,6 +252,20 @@ def test_an_app_that_is_not_running_is_switched_not_started(root: Path) -> None:
     assert out.result is Result.SWITCHED and out.exit_code == 0
     assert not any(c.startswith("restart") for c in fake.calls)
     assert state.read_env_file("web") == ref_of(2)
+
+
+@pytest.mark.parametrize("now", ["activating start-post", "activating auto-restart",
+                                 "deactivating stop-sigterm"])
+def test_a_unit_in_the_middle_of_a_job_is_left_alone(root: Path, now: str) -> None:
+    app = make_app(root)
+    running_on(app, 1)
+    files = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    fake = Fake(2, [], running=now)
+    out = Updater(app, fake.edges()).run()
+    assert (out.result, out.exit_code) == (Result.FAILED, 75)
+    assert out.message.startswith(f"web.service is {now.split()[0]} ({now.split()[1]})")
+    assert fake.calls == [f"resolve {REPO}:1"]
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == files
 
 
 def test_to_a_digest_skips_the_registry_lookup(root: Path) -> None:
