@@ -191,19 +191,21 @@ def main() -> int:
             rh.docker("run", "-d", "--name", MANUAL[0], "--network", "none", refs[0])
             wait_healthy(MANUAL[0])
             manual_at = 0
+            # the app went 1 -> 0 -> 1 in the warm-up; the hand-run container runs 0
+            on = {"pullunit": 1, "by hand": 0}
             for run in range(args.runs):
                 times: dict[str, list[float]] = {"pullunit": [], "by hand": []}
                 for r in range(args.rounds):
                     order = ["pullunit", "by hand"] if (run + r) % 2 == 0 else [
                         "by hand", "pullunit"]
                     for name in order:
-                        # each round switches images: the app went 1 -> 0 -> 1 in the
-                        # warm-up and is on 1; the hand-run container started on 0
+                        # every round switches images, A -> B or B -> A
+                        on[name] = 1 - on[name]
                         if name == "pullunit":
-                            times[name].append(pullunit_round(m, images[r % 2][1]))
+                            times[name].append(pullunit_round(m, images[on[name]][1]))
                         else:
                             old, new = MANUAL[manual_at], MANUAL[1 - manual_at]
-                            times[name].append(manual_round(old, new, refs[(r + 1) % 2]))
+                            times[name].append(manual_round(old, new, refs[on[name]]))
                             manual_at = 1 - manual_at
                 runs.append(times)
                 med = {k: statistics.median(v) for k, v in times.items()}

@@ -10,10 +10,12 @@ from __future__ import annotations
 import enum
 import shlex
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .config import HealthConfig
 from .durations import human
+
+if TYPE_CHECKING:  # the gate imports this module at every start: not the config schema
+    from .config import HealthConfig
 
 
 def go_duration(seconds: float) -> str:

@@ -21,6 +21,9 @@ PULL_TEMPLATE = "pull.service.j2"
 RUN_TEMPLATE = "run.service.j2"
 SYSTEM_TEMPLATE_DIR = Path("/usr/share/pullunit/templates")
 IMAGE_VARIABLE = "${PULLUNIT_IMAGE}"
+# The gate starts while docker run starts the container; on a busy host its interpreter
+# start-up would compete with docker and dockerd for the CPU and delay the app itself.
+GATE_NICE = ("/usr/bin/nice", "-n", "10")
 
 
 @dataclass(frozen=True)
@@ -89,9 +92,34 @@ def pull_argv(app: AppConfig, config_dir: Path, executable: str) -> list[str]:
     return [*argv, app.name]
 
 
+# A leftover container with the app's name would make `docker run` fail, so a start
+# removes it first (docker rm --force). After a clean stop there is none (docker run
+# --rm returns once the container is removed), and that rm would only lengthen every
+# switch by a docker client start (pullunit update's downtime): a clean stop leaves a
+# marker that lets the next start skip it. At boot /run is empty, so the first start
+# always cleans up; after a failed start or stop, ExecStopPost= removes at once.
+_RM_UNLESS_CLEAN = 'rm "$1" 2>/dev/null || exec "$2" rm --force "$3"'
+_MARK_OR_RM = ('if [ "$SERVICE_RESULT" = success ]; then : > "$1"; '
+               'else exec "$2" rm --force "$3"; fi')
+
+
+def stopped_marker(app: AppConfig) -> str:
+    return str(paths.runtime_dir() / f"{app.name}.stopped")
+
+
+def rm_argv(app: AppConfig) -> list[str]:
+    return ["/bin/sh", "-c", _RM_UNLESS_CLEAN, "sh", stopped_marker(app), paths.DOCKER,
+            app.run.name]
+
+
+def stop_post_argv(app: AppConfig) -> list[str]:
+    return ["/bin/sh", "-c", _MARK_OR_RM, "sh", stopped_marker(app), paths.DOCKER,
+            app.run.name]
+
+
 def gate_argv(app: AppConfig, executable: str) -> list[str]:
     """The readiness gate (ExecStartPost=): everything it needs is on its command line."""
-    return [executable, "ready", "--container", app.run.name,
+    return [*GATE_NICE, executable, "ready", "--container", app.run.name,
             "--start-timeout", format_timespan(app.health.start_timeout),
             "--stop-timeout", format_timespan(app.run.stop_timeout), app.name]
 
@@ -110,7 +138,8 @@ def context(app: AppConfig, config_dir: Path, executable: str) -> dict[str, obje
         "pull_description": unit_value(f"Pull image for {app.name}: {app.image.ref}"),
         "pull_exec": exec_line(pull_argv(app, config_dir, executable)),
         "env_file": str(paths.env_file(app.name)),
-        "rm_exec": exec_line([paths.DOCKER, "rm", "--force", app.run.name]),
+        "rm_exec": exec_line(rm_argv(app)),
+        "stop_post_exec": exec_line(stop_post_argv(app)),
         "run_exec": exec_line(run_argv, raw_at=frozenset({image_at})),
         "stop_exec": exec_line([paths.DOCKER, "stop", "--time", str(stop_seconds),
                                 app.run.name]),

@@ -15,7 +15,6 @@ import time
 
 from .. import gate
 from ..cli import config_dir
-from ..config import load_app, resolve_app
 from ..durations import DurationError, human, parse_duration
 from ..errors import ExitCode, PullunitError
 from ..health import Verdict
@@ -45,7 +44,9 @@ def run(args: argparse.Namespace) -> int:
         name = args.container
         start_timeout = _seconds(args.start_timeout, "--start-timeout")
         grace = _seconds(args.stop_timeout, "--stop-timeout")
-    else:
+    else:  # by hand: from the config (the unit passes everything, so it never loads it)
+        from ..config import load_app, resolve_app
+
         app = load_app(resolve_app(config_dir(args), args.app))
         name = args.container or app.run.name
         start_timeout = (_seconds(args.start_timeout, "--start-timeout")
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         raise PullunitError(str(e), ExitCode.UNAVAILABLE) from e
     notifier = Notifier()
     main = gate.MainProcess(_main_pid())
-    since = time.time() - 2
+    since = time.time()  # the container's die, if any, comes after this
     t0 = time.monotonic()
     got = gate.wait(name, start_timeout, look=engine.container, main_alive=main.alive,
                     status=notifier.status)

@@ -13,6 +13,7 @@
               "status": "healthy"|"unhealthy"|"starting"|"none"|null, "check": str|null,
               "error": null | "why Docker could not be asked"},
    "last_update": {"at", "from", "to", "result", "cause", "auto"}|null,
+   "last_rollback": the same shape | null,
    "healthy": bool, "error": null | "config error text"}
 UNIT is {"name", "load_state", "active_state", "sub_state", "result", "exec_main_status",
 "n_restarts", "status_text"}; ENTRY is {"reference", "digest", "image_id", "first_ready",
@@ -21,6 +22,8 @@ waits for readiness; health.status is Docker's healthcheck state ("none": no hea
 null: no container). last_update is the newest `pullunit update` of the app: result
 "updated", "rolled_back" (an automatic rollback; cause says why the new image was not
 ready), "not_ready" or "rollback_failed"; auto is true when the timer ran it.
+last_rollback is the newest update that was rolled back automatically ("rolled_back" or
+"rollback_failed"), whether or not a later update went well.
 Keys are only ever added.
 Exit status: 0 when every app is healthy (both units active, and the container not
 "unhealthy"), 1 otherwise.
@@ -78,6 +81,9 @@ def _lock(app: AppConfig) -> dict[str, Any] | None:
             "at": lock.at, "applies": pin.pinned, "why": pin.why or None}
 
 
+_docker_down: list[str] = []  # once the engine did not answer, the other apps do not wait
+
+
 def _health(app: AppConfig) -> dict[str, Any]:
     """The container's state and Docker's healthcheck verdict, asked with a bound."""
     from .. import gate
@@ -85,10 +91,14 @@ def _health(app: AppConfig) -> dict[str, Any]:
 
     out: dict[str, Any] = {"gate": app.health.enabled, "container": None, "status": None,
                            "check": None, "error": None}
+    if _docker_down:
+        out["error"] = _docker_down[0]
+        return out
     try:
         container = gate.Engine.from_env().container(app.run.name)
     except gate.EngineError as e:
-        out["error"] = str(e)
+        out["error"] = f"the Docker daemon does not answer: {e}"
+        _docker_down.append(out["error"])
         return out
     if container is None:
         return out
@@ -99,12 +109,16 @@ def _health(app: AppConfig) -> dict[str, Any]:
     return out
 
 
-def _last_update(st: state.AppState) -> dict[str, Any] | None:
-    if not st.updates:
+def _update(u: state.Update | None) -> dict[str, Any] | None:
+    if u is None:
         return None
-    u = st.updates[0]
     return {"at": u.at, "from": u.from_ref, "to": u.to_ref, "result": u.result,
             "cause": u.cause, "auto": u.auto}
+
+
+def _last_rollback(st: state.AppState) -> state.Update | None:
+    return next((u for u in st.updates if u.result in ("rolled_back", "rollback_failed")),
+                None)
 
 
 def app_status(app: AppConfig) -> dict[str, Any]:
@@ -130,7 +144,8 @@ def app_status(app: AppConfig) -> dict[str, Any]:
         "last_failure": {"class": lf.cls, "message": lf.message, "exit_code": lf.exit_code,
                          "at": lf.at, "fix": _fix(app, lf.cls)} if lf else None,
         "health": health,
-        "last_update": _last_update(st),
+        "last_update": _update(st.updates[0] if st.updates else None),
+        "last_rollback": _update(_last_rollback(st)),
         "healthy": healthy,
         "error": None,
     }
@@ -140,7 +155,8 @@ def _broken(name: str, path: str, error: ConfigError) -> dict[str, Any]:
     return {"app": name, "config": path, "image": None, "policy": None,
             "units": {"pull": None, "run": None}, "systemd": None, "in_use": None, "lock": None,
             "current": None, "history": [], "last_failure": None, "health": None,
-            "last_update": None, "healthy": False, "error": error.message}
+            "last_update": None, "last_rollback": None, "healthy": False,
+            "error": error.message}
 
 
 def _ago(t: float) -> str:
@@ -222,6 +238,10 @@ def _print_human(apps: list[dict[str, Any]]) -> None:
                 print(f"    rolled back automatically: {u['cause']}")
             elif u["cause"]:
                 print(f"    cause:    {u['cause']}")
+        rb = a["last_rollback"]
+        if rb and rb != u:
+            print(f"    rolled back automatically from {rb['to']} {_ago(rb['at'])}: "
+                  f"{rb['cause']}")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -264,6 +264,7 @@ def test_update_switches_then_rolls_back_by_itself(
     assert (last["from"], last["to"], last["result"]) == (
         f"{repo}@{v2}", f"{repo}@{v3}", "rolled_back"), last
     assert last["cause"] == out["cause"]
+    assert entry["last_rollback"] == last
     human = pu.run(["pullunit", "status", app.name], check=False).stdout
     assert "rolled back automatically" in human and "unhealthy" in human, human
     # Why, in the update's log and in the run unit's journal (where the gate said it).

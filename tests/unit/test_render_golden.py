@@ -159,8 +159,8 @@ def test_gate_is_rendered_unless_disabled(tmp_path: Path) -> None:
                                       'start_timeout = "90s"\n[run]\nstop_timeout = "10s"\n'),
                    tmp_path / "a.toml")
     run = render_app(on, make_environment(tmp_path), tmp_path, EXECUTABLE)[1].text
-    assert ("ExecStartPost=/usr/bin/pullunit ready --container a --start-timeout 90s "
-            "--stop-timeout 10s a\n") in run
+    assert ("ExecStartPost=/usr/bin/nice -n 10 /usr/bin/pullunit ready --container a "
+            "--start-timeout 90s --stop-timeout 10s a\n") in run
     assert "NotifyAccess=exec\n" in run
     assert "TimeoutStartSec=130s\n" in run  # start_timeout + the stop grace + 30 s
     assert "Type=simple\n" in run  # docker run stays the main process

@@ -11,7 +11,7 @@ import pytest
 from pullunit import paths
 from pullunit.config import AppConfig, load_app
 from pullunit.generate import generate
-from pullunit.render import docker_run_argv, gate_argv, pull_argv
+from pullunit.render import docker_run_argv, gate_argv, pull_argv, rm_argv, stop_post_argv
 
 from . import sdtools
 from .conftest import EXAMPLES, cli_env, run_cli
@@ -44,7 +44,10 @@ def assert_loaded_as_meant(result: sdtools.LoadResult, apps: list[AppConfig],
         [start] = run.exec_lines["ExecStart"]
         assert sdtools.exec_argv(start) == expected_run_argv(app)
         [pre] = run.exec_lines["ExecStartPre"]
-        assert sdtools.exec_argv(pre) == [paths.DOCKER, "rm", "--force", app.run.name]
+        assert sdtools.exec_argv(pre) == rm_argv(app)
+        assert rm_argv(app)[-2:] == [paths.DOCKER, app.run.name]
+        [stop_post] = run.exec_lines["ExecStopPost"]
+        assert sdtools.exec_argv(stop_post) == stop_post_argv(app)
         [stop] = run.exec_lines["ExecStop"]
         assert sdtools.exec_argv(stop)[:3] == [paths.DOCKER, "stop", "--time"]
         [pull_start] = pull.exec_lines["ExecStart"]

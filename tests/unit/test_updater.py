@@ -344,3 +344,41 @@ def test_outcome_json_keys() -> None:
     doc: dict[str, Any] = Outcome("web", Result.ROLLED_BACK, 80, "a", "b", "why").to_json()
     assert doc == {"app": "web", "result": "rolled_back", "exit_code": 80, "from": "a",
                    "to": "b", "cause": "why", "class": None, "message": ""}
+
+
+# -- what status shows of it -------------------------------------------------------------
+
+def test_status_shows_last_update_last_rollback_and_health(tmp_path: Path) -> None:
+    from .conftest import assert_no_traceback, cli_env, run_cli
+
+    cfg = tmp_path / "etc"
+    cfg.mkdir()
+    (cfg / "web.toml").write_text(f'[image]\nref = "{REF}"\n')
+    env = cli_env(PULLUNIT_STATE_DIR=str(tmp_path / "state"),
+                  PULLUNIT_RUNTIME_DIR=str(tmp_path / "run"),
+                  DOCKER_HOST=f"unix://{tmp_path}/no-docker.sock")
+    (tmp_path / "state").mkdir()
+    st = state.AppState("web")
+    st = state.record_update(st, state.Update(100.0, ref_of(1), ref_of(2), "rolled_back",
+                                              "not ready: unhealthy (last check exited 1)",
+                                              auto=True))
+    st = state.record_update(st, state.Update(200.0, ref_of(1), ref_of(3), "updated"))
+    (tmp_path / "state" / "web.json").write_text(json.dumps(st.to_json()))
+
+    p = run_cli("status", "--config-dir", cfg, "web", "--json", env=env)
+    assert_no_traceback(p.stderr)
+    (entry,) = json.loads(p.stdout)["apps"]
+    assert entry["last_update"] == {"at": 200.0, "from": ref_of(1), "to": ref_of(3),
+                                    "result": "updated", "cause": None, "auto": False}
+    assert entry["last_rollback"] == {
+        "at": 100.0, "from": ref_of(1), "to": ref_of(2), "result": "rolled_back",
+        "cause": "not ready: unhealthy (last check exited 1)", "auto": True}
+    health = entry["health"]
+    assert (health["gate"], health["container"], health["status"]) == (True, None, None)
+    assert health["error"].startswith("the Docker daemon does not answer")
+
+    text = run_cli("status", "--config-dir", cfg, "web", env=env).stdout
+    assert f"updated:  {ref_of(1)} -> {ref_of(3)}: updated, " in text
+    assert (f"rolled back automatically from {ref_of(2)} ") in text
+    assert "not ready: unhealthy (last check exited 1)" in text
+    assert "health:   unknown: the Docker daemon does not answer" in text
