@@ -348,3 +348,39 @@ def test_timer_updates_only_auto_apps(pu: Machine, registries: Any,
     assert (last["result"], last["auto"]) == ("updated", True), last
     _, status = apps["manual"].status_json(apps["manual"].name)
     assert status["apps"][0]["last_update"] is None
+
+
+def test_leftover_containers_are_removed_and_clean_stops_skip_it(
+        pu: Machine, registries: Any, leftovers: DockerLeftovers) -> None:
+    """A container with the app's name left behind (by hand, or by a docker run that was
+    killed) is removed before the app starts; a clean stop leaves a marker so the next
+    start need not ask Docker; a killed docker run gets its container removed at once."""
+    reg = registries().start()
+    tag = f"{reg.address}/e2e/left:1.0"
+    image_id, _ = push_health_image(tag, "healthy", ready_after=1, keep_local=True)
+    app = App(pu, leftovers, "left", tag)
+    generate(pu)
+    rh_docker = sc.rh.docker
+    rh_docker("run", "-d", "--name", app.container, "--network", "none", image_id)
+    pu.systemctl("start", app.run_unit)
+    app.wait_active()
+    marker = f"/run/pullunit/{app.name}.stopped"
+    first = app.container_info()
+    assert first is not None and first["config_image"] != image_id  # the unit's, by digest
+
+    pu.systemctl("stop", app.run_unit)
+    assert pu.run(["test", "-e", marker], check=False).returncode == 0
+    pu.systemctl("start", app.run_unit)
+    app.wait_active()
+    assert pu.run(["test", "-e", marker], check=False).returncode == 1  # used up
+
+    # docker run killed: the container would run on without its unit.
+    running = app.container_info()
+    assert running is not None
+    pu.systemctl("kill", "--signal=KILL", "--kill-who=main", app.run_unit)
+    pu.wait_for(lambda: app.run("NRestarts")["NRestarts"] == "1", 20, 0.1,
+                "Restart= to start the app again")
+    app.wait_active()
+    again = app.container_info()
+    assert again is not None and again["id"] != running["id"]
+    assert pu.run(["test", "-e", marker], check=False).returncode == 1

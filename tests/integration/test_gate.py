@@ -1,14 +1,17 @@
-"""The readiness gate (`pullunit ready`) against a real engine whose daemon restarts while
-the gate waits: a private dockerd (tests/testbed), so the shared one is never touched.
+"""The readiness gate (`pullunit ready`) against a real engine whose daemon goes away
+while the gate waits: a private dockerd (tests/testbed), so the shared one is never
+touched.
 
-With --live-restore the container outlives its daemon, and the gate, which keeps no
-connection open, simply asks again and passes once Docker says healthy. Without it, a
-daemon that stays down costs the gate no more than its own bound.
+The gate keeps no connection open: a daemon that stops answering for a while (frozen
+here with SIGSTOP) is asked again until it answers, and the gate passes once Docker says
+healthy; a daemon restart that takes the container with it is a failed start, said at
+once; a daemon that stays down costs the gate no more than its own bound.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -52,17 +55,20 @@ def gate(d: DockerdProcess, name: str, timeout: str) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def test_gate_waits_through_a_daemon_restart() -> None:
-    with DockerdProcess("gate", extra_args=("--live-restore",)) as d:
+def test_gate_waits_through_a_daemon_that_does_not_answer() -> None:
+    with DockerdProcess("gatefreeze") as d:
         d.start()
         start_container(d, "gated")
         t0 = time.monotonic()
         proc = gate(d, "gated", "40s")
         time.sleep(1.5)
-        d.stop()  # the daemon goes away while the health is still "starting"
-        time.sleep(2.0)
-        assert proc.poll() is None, proc.communicate()
-        d.start()
+        assert d.pid is not None
+        os.kill(d.pid, signal.SIGSTOP)  # accepts connections, answers nothing
+        try:
+            time.sleep(7.0)  # longer than one request's timeout (5 s)
+            assert proc.poll() is None, proc.communicate()
+        finally:
+            os.kill(d.pid, signal.SIGCONT)
         _, err = proc.communicate(timeout=60)
         took = time.monotonic() - t0
         assert proc.returncode == 0, err
@@ -70,6 +76,22 @@ def test_gate_waits_through_a_daemon_restart() -> None:
         assert took < 40
         status = docker(d, "inspect", "-f", "{{.State.Status}}", "gated").stdout.strip()
         assert status == "running"
+
+
+def test_a_daemon_restart_that_takes_the_container_fails_the_start() -> None:
+    with DockerdProcess("gaterestart") as d:
+        d.start()
+        start_container(d, "gated")
+        proc = gate(d, "gated", "60s")
+        time.sleep(1.5)
+        d.stop()
+        d.start()
+        t0 = time.monotonic()
+        _, err = proc.communicate(timeout=60)
+        assert time.monotonic() - t0 < 15
+        assert proc.returncode == 81, err
+        assert "not ready: the container exited with status" in err, err
+        assert "Traceback" not in err
 
 
 def test_a_daemon_that_stays_down_costs_the_gate_its_bound() -> None:
