@@ -4,8 +4,9 @@ systemd-nspawn, the host's engine, a loopback registry).
 1. Switch downtime: from the old container's `die` to the new container's
    `health_status: healthy`, both read from the engine's own event stream (its clock, ns).
    pullunit: `pullunit update --to DIGEST APP` (restart of APP.service over D-Bus: docker
-   stop, docker rm --force, docker run, the readiness gate). By hand: `docker stop OLD &&
-   docker run -d --name NEW ...` and polling `docker inspect` until healthy. Same two
+   stop, docker run, the readiness gate). By hand: `docker stop OLD && docker run -d
+   --name NEW ...` (a second name, so no `docker rm` is needed in between) and polling
+   `docker inspect` until healthy. Same two
    images (healthy at their first check, one second after the start), already present
    locally; the rounds alternate which method goes first. Target: ratio of the medians
    <= 1.1.
