@@ -49,7 +49,8 @@ class Update:
     at: float
     from_ref: str | None  # what ran before (None: nothing had run)
     to_ref: str  # what the update switched to
-    result: str  # "updated", "rolled_back", "not_ready" (no rollback), "rollback_failed"
+    result: str  # "updated", "rolled_back", "not_ready" (no rollback), "rollback_failed",
+    # "interrupted" (stopped while the run unit restarted)
     cause: str | None = None  # why the new image was not ready
     auto: bool = False  # run by pullunit-update.timer (--auto)
 

@@ -28,7 +28,7 @@ from . import lockfile, state
 from .activation import activate, locate
 from .config import AppConfig, Policy
 from .engine import LocalImage
-from .errors import ExitCode, PullunitError
+from .errors import ExitCode, Interrupted, PullunitError
 from .lock import app_lock
 from .reference import DIGEST_RE, ImageRef, ReferenceError, parse_reference
 from .systemd import UnitState
@@ -133,9 +133,16 @@ class Updater:
     def _lock(self) -> Any:
         return app_lock(self.app.name, lambda m: log.info("%s", m))
 
-    def _restart(self) -> UnitState:
+    def _restart(self, from_ref: str | None, to_ref: str) -> UnitState:
         try:
             return self.edges.restart(self.app.run_unit, restart_bound(self.app))
+        except Interrupted as e:
+            # systemd goes on with the restart; nobody judges it now. Say so where
+            # `status` looks, then stop as asked.
+            self._record(state.Update(self.clock(), from_ref, to_ref, "interrupted",
+                                      f"pullunit update was stopped by {e.signame} while "
+                                      f"{self.app.run_unit} restarted", self.auto))
+            raise
         except PullunitError as e:
             if e.exit_code is not ExitCode.NOT_READY:
                 raise
@@ -197,7 +204,7 @@ class Updater:
                            message=f"{app.run_unit} is not running; it starts {to_ref} "
                            "when it is started")
         log.info("%s: switching %s -> %s", app.name, from_ref or "nothing", to_ref)
-        unit = self._restart()
+        unit = self._restart(from_ref, to_ref)
         if ready(unit):
             self._record(state.Update(self.clock(), from_ref, to_ref, "updated",
                                       auto=self.auto))
@@ -235,7 +242,7 @@ class Updater:
             if not before.digest:  # no digest to pin: leave the lock as it was
                 lockfile.restore(app, saved_lock)
             state.save(state.forget(done.state, failed.id, history, app.pull.keep))
-        unit = self._restart()
+        unit = self._restart(from_ref, done.reference)
         if ready(unit):
             self._record(state.Update(self.clock(), from_ref, to_ref, "rolled_back", cause,
                                       self.auto))

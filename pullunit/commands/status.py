@@ -21,7 +21,8 @@ UNIT is {"name", "load_state", "active_state", "sub_state", "result", "exec_main
 waits for readiness; health.status is Docker's healthcheck state ("none": no healthcheck;
 null: no container). last_update is the newest `pullunit update` of the app: result
 "updated", "rolled_back" (an automatic rollback; cause says why the new image was not
-ready), "not_ready" or "rollback_failed"; auto is true when the timer ran it.
+ready), "not_ready", "rollback_failed" or "interrupted"; auto is true when the timer
+ran it.
 last_rollback is the newest update that was rolled back automatically ("rolled_back" or
 "rollback_failed"), whether or not a later update went well.
 Keys are only ever added.
@@ -180,7 +181,8 @@ def _unit_line(u: dict[str, Any] | None) -> str:
 
 _UPDATE_WORDS = {"updated": "updated", "rolled_back": "not ready, rolled back",
                  "not_ready": "not ready, not rolled back",
-                 "rollback_failed": "not ready, and neither was the rollback"}
+                 "rollback_failed": "not ready, and neither was the rollback",
+                 "interrupted": "interrupted while restarting"}
 
 
 def _health_line(h: dict[str, Any]) -> str:

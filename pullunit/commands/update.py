@@ -20,8 +20,10 @@ import fcntl
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Iterator
+from types import FrameType
 from typing import Any
 
 from .. import paths
@@ -29,7 +31,7 @@ from ..classify import PullFailed
 from ..cli import config_dir
 from ..config import AppConfig, app_files, app_name_of, load_app, resolve_app
 from ..engine import EngineUnavailable, LiteEngine, LocalImage
-from ..errors import ConfigError, ExitCode, PullunitError
+from ..errors import ConfigError, ExitCode, Interrupted, PullunitError
 from ..reference import ImageRef
 from ..updater import Edges, Failed, Outcome, Result, Updater
 
@@ -133,6 +135,13 @@ def _print(o: Outcome) -> None:
         print(f"{o.app}: cause: {o.cause}")
 
 
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    # Unwinds through the updater, which records an update it leaves half done; the
+    # files it writes are only ever replaced atomically.
+    code = ExitCode.SIGTERM if signum == signal.SIGTERM else ExitCode.SIGINT
+    raise Interrupted(signal.Signals(signum).name, code)
+
+
 def run(args: argparse.Namespace) -> int:
     if args.to is not None and len(args.apps) != 1:
         raise PullunitError("--to needs exactly one APP", ExitCode.USAGE)
@@ -140,6 +149,8 @@ def run(args: argparse.Namespace) -> int:
     if args.auto and not apps:
         log.info("no app has [update] auto = true")
     edges = _RealEdges().edges()
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
     results: list[Outcome] = []
     guard = contextlib.nullcontext() if args.dry_run else _one_update_at_a_time()
     with guard:

@@ -382,3 +382,20 @@ def test_status_shows_last_update_last_rollback_and_health(tmp_path: Path) -> No
     assert (f"rolled back automatically from {ref_of(2)} ") in text
     assert "not ready: unhealthy (last check exited 1)" in text
     assert "health:   unknown: the Docker daemon does not answer" in text
+
+
+def test_stopped_while_the_unit_restarts_is_recorded(root: Path) -> None:
+    from pullunit.errors import Interrupted
+
+    app = make_app(root)
+    running_on(app, 1)
+
+    class Stopped(Fake):
+        def restart(self, name: str, bound: float) -> UnitState:
+            raise Interrupted("SIGTERM", ExitCode.SIGTERM)
+
+    with pytest.raises(Interrupted):
+        Updater(app, Stopped(2, []).edges(), clock=lambda: 7.0).run()
+    (u,) = state.load("web").updates
+    assert (u.result, u.to_ref) == ("interrupted", ref_of(2))
+    assert u.cause == "pullunit update was stopped by SIGTERM while web.service restarted"
