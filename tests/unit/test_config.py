@@ -16,9 +16,11 @@ import pytest
 
 from pullunit.config import (
     AppConfig,
+    HealthConfig,
     Jitter,
     Policy,
     Restart,
+    UpdateConfig,
     app_files,
     config_dir_from_env,
     load_app,
@@ -377,6 +379,9 @@ def test_minimal_defaults(tmp_path: Path) -> None:
     assert app.unit.wanted_by == ("multi-user.target",)
     assert (app.unit.after, app.unit.wants, app.unit.requires) == ((), (), ())
     assert app.description == "web container (nginx:1.25)"
+    assert app.health == HealthConfig(enabled=True, cmd=(), interval=None, timeout=None,
+                                      retries=None, start_period=None, start_timeout=120.0)
+    assert app.update == UpdateConfig(auto=False)
 
 
 def test_full_example_parses_every_key() -> None:
@@ -399,6 +404,11 @@ def test_full_example_parses_every_key() -> None:
     assert app.run.command[-1] == '100% "quoted" $HOME stays literal'
     assert app.unit.description == "Shop front end (web)"
     assert app.unit.after == ("postgresql.service",)
+    h = app.health
+    assert (h.enabled, h.cmd) == (True, ("/usr/local/bin/web", "--health"))
+    assert (h.interval, h.timeout, h.retries, h.start_period, h.start_timeout) == (
+        5.0, 3.0, 3, 10.0, 120.0)
+    assert app.update.auto is False
 
 
 def test_minimal_example() -> None:
