@@ -29,7 +29,7 @@ _pullunit()
         cword=$COMP_CWORD
     fi
 
-    local commands="generate validate init pull status doctor pin rollback prefetch metrics"
+    local commands="generate validate init pull status doctor pin rollback prefetch metrics update ready"
     local global_opts="-h --help --version --debug"
 
     # The command is the first word after "pullunit" that is not an option; remember
@@ -37,7 +37,8 @@ _pullunit()
     local i cmd="" config_dir=${PULLUNIT_CONFIG_DIR:-/etc/pullunit}
     for ((i = 1; i < cword; i++)); do
         case ${words[i]} in
-            --config-dir | --output-dir | --image | --to | --repeat | --interval)
+            --config-dir | --output-dir | --image | --to | --repeat | --interval | --container | \
+            --start-timeout | --stop-timeout)
                 # "--opt VALUE", or "--opt = VALUE" as bash splits "--opt=VALUE"
                 local name=${words[i]}
                 [[ ${words[i+1]} == = ]] && ((i += 1))
@@ -67,8 +68,8 @@ _pullunit()
             compopt -o filenames 2>/dev/null
             return 0
             ;;
-        --image | --to | --repeat | --interval)
-            # An image reference, a digest, a number or a time span: nothing to offer.
+        --image | --to | --repeat | --interval | --container | --start-timeout | --stop-timeout)
+            # An image reference, a digest, a number, a name or a time span: nothing to offer.
             COMPREPLY=()
             return 0
             ;;
@@ -110,6 +111,14 @@ _pullunit()
             ;;
         rollback)
             opts="--to --no-restart"
+            args=apps
+            ;;
+        update)
+            opts="--to --auto --dry-run --no-rollback --json"
+            args=apps
+            ;;
+        ready)
+            opts="--container --start-timeout --stop-timeout"
             args=apps
             ;;
         metrics)

@@ -29,6 +29,7 @@ exit status:
   74  cannot write units or state        75  temporary failure (lock)
   76  TLS verification failed            77  access denied / not permitted
   78  configuration error               130  interrupted (SIGINT)
+ 80  update: not ready, rolled back      81  not ready (readiness gate)
  143  terminated (SIGTERM)                1  doctor/status: a check failed
 """
 
@@ -174,8 +175,40 @@ def _add_metrics(sub: _Sub, parent: _Parser) -> None:
     p.set_defaults(func=_cmd("metrics"))
 
 
+
+def _add_ready(sub: _Sub, parent: _Parser) -> None:
+    p = sub.add_parser("ready", parents=[parent], help="wait until APP's container runs and "
+                       "is healthy (what APP.service's ExecStartPost= runs)",
+                       allow_abbrev=False)
+    p.add_argument("app", metavar="APP")
+    p.add_argument("--container", metavar="NAME", help="default: the config's run.name")
+    p.add_argument("--start-timeout", metavar="DURATION",
+                   help="default: the config's health.start_timeout")
+    p.add_argument("--stop-timeout", metavar="DURATION", help="grace period when stopping "
+                   "a container that failed (default: the config's run.stop_timeout)")
+    p.set_defaults(func=_cmd("ready"))
+
+
+def _add_update(sub: _Sub, parent: _Parser) -> None:
+    p = sub.add_parser("update", parents=[parent], help="pull the tag's new digest, switch "
+                       "APP to it, and roll back when it does not become ready",
+                       allow_abbrev=False)
+    p.add_argument("apps", nargs="*", metavar="APP", help="default: every app")
+    p.add_argument("--to", metavar="TAG|DIGEST", help="this tag or digest of the app's "
+                   "repository instead of the configured tag (one APP only)")
+    p.add_argument("--auto", action="store_true", help="only apps with [update] auto = true, "
+                   "stopping at the first rollback (what pullunit-update.timer runs)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="say what would change; pull, write and restart nothing")
+    p.add_argument("--no-rollback", action="store_true",
+                   help="leave a new image that does not become ready in place")
+    p.add_argument("--json", action="store_true", help="one object per app on stdout")
+    p.set_defaults(func=_cmd("update"))
+
+
 _ADDERS = [_add_generate, _add_validate, _add_init, _add_pull, _add_status, _add_doctor,
-           _add_pin, _add_rollback, _add_prefetch, _add_metrics]
+           _add_pin, _add_rollback, _add_prefetch, _add_metrics, _add_update,
+           _add_ready]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -147,6 +147,30 @@ class UnitConfig:
 
 
 @dataclass(frozen=True)
+class HealthConfig:
+    """The readiness gate of the run unit and Docker's healthcheck options. None means
+    "the image's own" (its HEALTHCHECK, or Docker's default for that option)."""
+
+    enabled: bool = True
+    cmd: tuple[str, ...] = ()
+    interval: float | None = None
+    timeout: float | None = None
+    retries: int | None = None
+    start_period: float | None = None
+    start_timeout: float = 120.0
+
+    @property
+    def docker_options(self) -> bool:
+        return bool(self.cmd) or any(v is not None for v in (
+            self.interval, self.timeout, self.retries, self.start_period))
+
+
+@dataclass(frozen=True)
+class UpdateConfig:
+    auto: bool = False
+
+
+@dataclass(frozen=True)
 class AppConfig:
     name: str
     path: Path
@@ -154,6 +178,8 @@ class AppConfig:
     pull: PullConfig = field(default_factory=PullConfig)
     run: RunConfig = field(default_factory=lambda: RunConfig(name="app"))
     unit: UnitConfig = field(default_factory=UnitConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
+    update: UpdateConfig = field(default_factory=UpdateConfig)
 
     @property
     def pull_unit(self) -> str:
@@ -416,6 +442,37 @@ def _docker_arg(value: object, where: _Where) -> str:
     return s
 
 
+# Docker keeps healthcheck durations as Go time.Duration: int64 nanoseconds, at least 1ms.
+_DOCKER_DURATION_MAX = (2**63 - 1) / 1e9
+_HEALTH_FLAGS = ("--health-cmd", "--health-interval", "--health-timeout", "--health-retries",
+                 "--health-start-period", "--no-healthcheck")
+
+
+def _docker_duration(value: object, where: _Where) -> float:
+    seconds = _duration(positive=True)(value, where)
+    if seconds < 0.001:
+        raise where.error("must be at least 1ms (Docker's smallest healthcheck duration)")
+    if seconds > _DOCKER_DURATION_MAX:
+        raise where.error("is too long for Docker (at most about 292 years)")
+    return seconds
+
+
+def _health_cmd(value: object, where: _Where) -> tuple[str, ...]:
+    words = _list(_string)(value, where)
+    if not words or not words[0]:
+        raise where.error("must name a command, e.g. [\"/bin/check\", \"--quick\"]",
+                          "remove the key to use the image's own HEALTHCHECK")
+    return words
+
+
+def _retries(value: object, where: _Where) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise where.error(f"expected an integer, got {_type_name(value)}")
+    if not 1 <= value <= 1000:
+        raise where.error(f"must be between 1 and 1000, got {value}")
+    return value
+
+
 def _unit_name(value: object, where: _Where) -> str:
     s = _nonempty_string(value, where)
     if not _UNIT_NAME.fullmatch(s):
@@ -477,6 +534,18 @@ _SCHEMA: dict[str, dict[str, _Parser]] = {
         "wants": _list(_unit_name),
         "requires": _list(_unit_name),
         "wanted_by": _list(_unit_name),
+    },
+    "health": {
+        "enabled": _bool,
+        "cmd": _health_cmd,
+        "interval": _docker_duration,
+        "timeout": _docker_duration,
+        "retries": _retries,
+        "start_period": _docker_duration,
+        "start_timeout": _duration(positive=True),
+    },
+    "update": {
+        "auto": _bool,
     },
 }
 REQUIRED = {("image", "ref")}
@@ -550,14 +619,51 @@ def parse_app(name: str, data: Mapping[str, Any], path: Path) -> AppConfig:
                 f"is required: the app name {name!r} is not a valid container name")
         run_values["name"] = name
     run = RunConfig(**run_values)
+    image = ImageConfig(**tables["image"])
+    health = HealthConfig(**tables["health"])
+    update = UpdateConfig(**tables["update"])
+    _check_health(health, run, root.child("health"))
+    _check_update(update, image, health, root.child("update"))
     return AppConfig(
         name=name,
         path=path,
-        image=ImageConfig(**tables["image"]),
+        image=image,
         pull=pull,
         run=run,
         unit=UnitConfig(**tables["unit"]),
+        health=health,
+        update=update,
     )
+
+
+def _check_health(health: HealthConfig, run: RunConfig, where: _Where) -> None:
+    if (health.interval is not None and health.enabled
+            and health.start_timeout <= health.interval):
+        raise where.child("start_timeout").error(
+            "must be longer than health.interval: Docker runs the first check one interval "
+            "after the container starts")
+    if health.docker_options:
+        for i, arg in enumerate(run.docker_args):
+            if arg.split("=", 1)[0] in _HEALTH_FLAGS:
+                raise _Where(where.file, f"run.docker_args[{i}]").error(
+                    f"{arg.split('=', 1)[0]!r} conflicts with the [health] table",
+                    "set the healthcheck in [health] only")
+
+
+def _check_update(update: UpdateConfig, image: ImageConfig, health: HealthConfig,
+                  where: _Where) -> None:
+    if not update.auto:
+        return
+    w = where.child("auto")
+    if not health.enabled:
+        raise w.error("needs the readiness gate: an unattended update that cannot tell a "
+                      "broken image from a good one would never roll back",
+                      "remove 'enabled = false' from [health]")
+    if image.ref.digest:
+        raise w.error(f"image.ref pins the digest {image.ref.digest}: there is nothing to "
+                      "update to", "use a tag in image.ref to follow it")
+    if image.policy is Policy.NEVER:
+        raise w.error("image.policy is \"never\", but an update pulls")
 
 
 def read_toml(path: Path) -> dict[str, Any]:

@@ -23,6 +23,8 @@ class ExitCode(enum.IntEnum):
     PROTOCOL = 76  # EX_PROTOCOL: TLS verification failed
     NOPERM = 77  # EX_NOPERM: access denied by the registry; not root
     CONFIG = 78  # EX_CONFIG: invalid configuration
+    ROLLED_BACK = 80  # update: the new image did not become ready; back on the previous one
+    NOT_READY = 81  # the app did not become ready (readiness gate; update without rollback)
     SIGINT = 130
     SIGTERM = 143
 

@@ -1,7 +1,8 @@
 """APP.lock.toml: the digest an app is pinned to, beside its hand-written config.
 
-Written by `pullunit pin` (tag resolved at the registry) and `pullunit rollback` (an older
-good digest). The config file and its comments are never touched; the puller prefers the
+Written by `pullunit pin` (tag resolved at the registry), `pullunit rollback` (an older
+good digest) and `pullunit update` (the digest it switched to; "rollback" when it rolled
+back by itself). The config file and its comments are never touched; the puller prefers the
 lock's digest when the lock was made for the same image reference. `answer` is the one
 place that decides whether a lock applies (pinned, stale, overridden, none); pull, prefetch,
 status, generate and doctor all ask it.
@@ -19,15 +20,16 @@ from .errors import ConfigError
 from .fsutil import CannotWrite, atomic_write
 from .reference import DIGEST_RE, ImageRef, parse_reference
 
-HEADER = "# Written by 'pullunit pin' or 'pullunit rollback'; do not edit by hand.\n"
-SOURCES = ("pin", "rollback")
+HEADER = ("# Written by 'pullunit pin', 'pullunit rollback' or 'pullunit update'; "
+          "do not edit by hand.\n")
+SOURCES = ("pin", "rollback", "update")
 
 
 @dataclass(frozen=True)
 class Lock:
     ref: str  # the config's image.ref this lock was made for
     digest: str
-    source: str  # "pin" or "rollback"
+    source: str  # one of SOURCES
     at: str  # ISO 8601, UTC
 
 
@@ -76,6 +78,25 @@ def read_path(path: Path) -> Lock | None:
     except ValueError as e:
         raise ConfigError(f"{path}: lock.ref: {e}") from None
     return Lock(table["ref"], table["digest"], table["source"], table["at"])
+
+
+def snapshot(app: AppConfig) -> bytes | None:
+    """The lock file as it is (None: there is none), for restore()."""
+    try:
+        return lock_path(app).read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise ConfigError(f"Cannot read {lock_path(app)}: {e.strerror}") from e
+
+
+def restore(app: AppConfig, saved: bytes | None) -> None:
+    """Put the lock file back as snapshot() found it."""
+    path = lock_path(app)
+    if saved is None:
+        path.unlink(missing_ok=True)
+    else:
+        atomic_write(path, saved, 0o644)
 
 
 def write(app: AppConfig, digest: str, source: str) -> Lock:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import jinja2
 
-from . import paths
+from . import health, paths
 from .config import DEFAULT_CONFIG_DIR, AppConfig
 from .durations import format_timespan
 from .errors import ConfigError
@@ -31,6 +31,9 @@ _SOURCES = {
     "Description": "unit.description", "ExecStart": "run", "Requires": "unit.requires",
     "Wants": "unit.wants", "After": "unit.after", "WantedBy": "unit.wanted_by",
 }
+# The gate starts while docker run starts the container; on a busy host its interpreter
+# start-up would compete with docker and dockerd for the CPU and delay the app itself.
+GATE_NICE = ("/usr/bin/nice", "-n", "10")
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,7 @@ def docker_run_argv(app: AppConfig) -> list[str]:
     if run.user:
         argv += ["--user", run.user]
     argv += list(run.docker_args)
+    argv += health.docker_flags(app.health)
     argv.append(IMAGE_VARIABLE)
     argv += list(run.command)
     return argv
@@ -96,6 +100,38 @@ def pull_argv(app: AppConfig, config_dir: Path, executable: str) -> list[str]:
     if config_dir != DEFAULT_CONFIG_DIR:
         argv += ["--config-dir", str(config_dir)]
     return [*argv, app.name]
+
+
+# A leftover container with the app's name would make `docker run` fail, so a start
+# removes it first (docker rm --force). After a clean stop there is none (docker run
+# --rm returns once the container is removed), and that rm would only lengthen every
+# switch by a docker client start (pullunit update's downtime): a clean stop leaves a
+# marker that lets the next start skip it. At boot /run is empty, so the first start
+# always cleans up; after a failed start or stop, ExecStopPost= removes at once.
+_RM_UNLESS_CLEAN = 'rm "$1" 2>/dev/null || exec "$2" rm --force "$3"'
+_MARK_OR_RM = ('if [ "$SERVICE_RESULT" = success ]; then : > "$1"; '
+               'else exec "$2" rm --force "$3"; fi')
+
+
+def stopped_marker(app: AppConfig) -> str:
+    return os.path.abspath(paths.runtime_dir() / f"{app.name}.stopped")
+
+
+def rm_argv(app: AppConfig) -> list[str]:
+    return ["/bin/sh", "-c", _RM_UNLESS_CLEAN, "sh", stopped_marker(app), paths.DOCKER,
+            app.run.name]
+
+
+def stop_post_argv(app: AppConfig) -> list[str]:
+    return ["/bin/sh", "-c", _MARK_OR_RM, "sh", stopped_marker(app), paths.DOCKER,
+            app.run.name]
+
+
+def gate_argv(app: AppConfig, executable: str) -> list[str]:
+    """The readiness gate (ExecStartPost=): everything it needs is on its command line."""
+    return [*GATE_NICE, executable, "ready", "--container", app.run.name,
+            "--start-timeout", format_timespan(app.health.start_timeout),
+            "--stop-timeout", format_timespan(app.run.stop_timeout), app.name]
 
 
 def context(app: AppConfig, config_dir: Path, executable: str) -> dict[str, object]:
@@ -115,7 +151,8 @@ def context(app: AppConfig, config_dir: Path, executable: str) -> dict[str, obje
         "env_file": path_value(os.path.abspath(paths.env_file(app.name))),
         "environment": [environment_assignment(var, value)
                         for var, value in paths.relocations()],
-        "rm_exec": exec_line([paths.DOCKER, "rm", "--force", app.run.name]),
+        "rm_exec": exec_line(rm_argv(app)),
+        "stop_post_exec": exec_line(stop_post_argv(app)),
         "run_exec": exec_line(run_argv, raw_at=frozenset({image_at})),
         "stop_exec": exec_line([paths.DOCKER, "stop", "--time", str(stop_seconds),
                                 app.run.name]),
@@ -123,6 +160,11 @@ def context(app: AppConfig, config_dir: Path, executable: str) -> dict[str, obje
         "restart_sec": format_timespan(app.run.restart_sec),
         # docker stop gets its grace period; systemd's own timeout is only a backstop.
         "timeout_stop_sec": format_timespan(stop_seconds + 15),
+        # The gate bounds start-up itself (health.start_timeout) and then stops a failed
+        # container with its grace period; systemd's start timeout is only a backstop.
+        "gate_exec": exec_line(gate_argv(app, executable)) if app.health.enabled else "",
+        "timeout_start_sec": format_timespan(
+            math.ceil(app.health.start_timeout) + stop_seconds + 30),
         "after": list(app.unit.after),
         "wants": list(app.unit.wants),
         "requires": list(app.unit.requires),

@@ -24,7 +24,10 @@ from .fsutil import CannotWrite, atomic_write, read_regular
 from .printable import printable
 from .stats import FailureRecord, Stats, failures_from_json, stats_from_json
 
+# Version 1 gained the optional "updates" key without a bump: readers of version 1 ignore
+# keys they do not know, so an older pullunit still reads this file.
 SCHEMA_VERSION = 1
+UPDATES_KEPT = 10  # update records kept per app, newest first
 log = logging.getLogger("pullunit")
 
 
@@ -49,6 +52,19 @@ class Attempt:
 
 
 @dataclass(frozen=True)
+class Update:
+    """One `pullunit update` that changed (or tried to change) the running image."""
+
+    at: float
+    from_ref: str | None  # what ran before (None: nothing had run)
+    to_ref: str  # what the update switched to
+    result: str  # "updated", "rolled_back", "not_ready" (no rollback), "rollback_failed",
+    # "interrupted" (stopped while the run unit restarted)
+    cause: str | None = None  # why the new image was not ready
+    auto: bool = False  # run by pullunit-update.timer (--auto)
+
+
+@dataclass(frozen=True)
 class AppState:
     app: str
     image: str = ""
@@ -60,6 +76,7 @@ class AppState:
     updated: float = field(default=0.0)
     failures: tuple[FailureRecord, ...] = ()  # newest first, at most stats.HISTORY
     stats: Stats = field(default_factory=Stats)
+    updates: tuple[Update, ...] = ()  # by `pullunit update`, newest first
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -160,7 +177,23 @@ def from_json(app: str, data: object) -> AppState:
         updated=_time(data, "updated", "", 0.0),
         failures=failures_from_json(data.get("failures")),
         stats=stats_from_json(data.get("stats")),
+        updates=tuple(_update(u, f"updates[{i}]")
+                      for i, u in enumerate(_get(data, "updates", "", (list,), []))),
     )
+
+
+def _update(d: object, where: str) -> Update:
+    if not isinstance(d, dict):
+        raise CorruptState(f"{where}: expected an object, got {type(d).__name__}")
+    where += "."
+    from_ref = _get(d, "from_ref", where, (str, type(None)), None)
+    cause = _get(d, "cause", where, (str, type(None)), None)
+    return Update(at=_time(d, "at", where),
+                  from_ref=None if from_ref is None else printable(from_ref),
+                  to_ref=printable(_get(d, "to_ref", where, (str,))),
+                  result=printable(_get(d, "result", where, (str,))),
+                  cause=None if cause is None else printable(cause),
+                  auto=_get(d, "auto", where, (bool,), False))
 
 
 def load(app: str) -> AppState:
@@ -225,6 +258,23 @@ def record_failure(state: AppState, cls: str, message: str, exit_code: int,
     # the message is the daemon's (and so the registry's) text: printable from here on
     return replace(state, last_failure=Attempt(now, cls, printable(message), exit_code),
                    updated=now)
+
+
+def record_update(state: AppState, update: Update) -> AppState:
+    return replace(state, updates=(update, *state.updates)[:UPDATES_KEPT], updated=update.at)
+
+
+def forget(state: AppState, image_id: str, before: tuple[Entry, ...], keep: int) -> AppState:
+    """Drop an image that proved bad from the history of good images (a fallback or a
+    rollback must never pick it), and bring back the entries that making it current
+    pushed out of `before`, the history as it was."""
+    history = [e for e in state.history if e.image_id != image_id]
+    ids = {e.image_id for e in history}
+    history += [e for e in before if e.image_id not in ids and e.image_id != image_id]
+    prefetched = state.prefetched
+    if prefetched is not None and prefetched.image_id == image_id:
+        prefetched = None
+    return replace(state, history=tuple(history[:keep]), prefetched=prefetched)
 
 
 def write_env_file(app: str, reference: str) -> Path:

@@ -8,7 +8,8 @@ never need it.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -77,6 +78,37 @@ def start(unit: str, *, restart: bool = False, mode: str = "replace") -> None:
                 m.Manager.StartUnit(unit.encode(), mode.encode())
     except Exception as e:
         raise _error(f"{verb} {unit}", e) from e
+
+
+def restart(unit: str, *, timeout: float, poll: float = 0.2,
+            clock: Callable[[], float] = time.monotonic,
+            sleep: Callable[[float], None] = time.sleep) -> UnitState:
+    """Restart `unit` over D-Bus and wait until systemd is done with that job: for a run
+    unit with the readiness gate, until the gate passed or failed. Returns the unit's
+    state then; raises PullunitError (NOT_READY) when the job outlives `timeout`.
+
+    The job is followed by its id: a restart job becomes the start job with the same id,
+    and an automatic restart after a failure is a new job, not a continuation of ours."""
+    verb = f"restart {unit}"
+    _require_systemd(verb, need_root=True)
+    from pystemd.systemd1 import Manager, Unit
+
+    try:
+        with Manager() as m:
+            job = _s(m.Manager.RestartUnit(unit.encode(), b"replace"))
+        ours = int(job.rsplit("/", 1)[-1])
+        deadline = clock() + timeout
+        with Unit(unit.encode()) as u:
+            while int(u.Unit.Job[0]) == ours:
+                if clock() >= deadline:
+                    raise PullunitError(f"{unit} was still starting after {timeout:.0f}s",
+                                        ExitCode.NOT_READY)
+                sleep(poll)
+    except PullunitError:
+        raise
+    except Exception as e:
+        raise _error(verb, e) from e
+    return unit_state(unit)
 
 
 def check_restart(unit: str) -> None:

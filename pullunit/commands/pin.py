@@ -18,35 +18,9 @@ from ..cli import config_dir
 from ..config import AppConfig, app_files, load_app, resolve_app
 from ..engine import Engine
 from ..errors import ConfigError, ExitCode
-from ..hints import HintContext, fix_for
+from ..resolve import remote_digest
 
 log = logging.getLogger("pullunit")
-# A tag resolves with one manifest request; a registry (or a front of it) that has not
-# answered within the app's stall_timeout, or this, is not going to.
-RESOLVE_LIMIT = 60.0
-
-
-def _resolve(engine: Engine, app: AppConfig) -> str:
-    from ..credentials import HelperFailed, credentials
-
-    pull = app.pull
-    limit = min(pull.stall_timeout, pull.deadline, RESOLVE_LIMIT)
-    ref = app.image.ref
-    try:
-        creds = credentials(ref, app.image.auth_file, helper_timeout=min(limit, 10.0))
-    except HelperFailed as e:
-        e.hint = fix_for(e.failure.cls, HintContext(ref=ref, credential_helper=e.helper))
-        raise
-    try:
-        return engine.remote_digest(ref, creds.auth, limit)
-    except PullFailed as e:
-        scrubbed = PullFailed(e.failure.without(creds.secrets()))
-        scrubbed.hint = e.hint or fix_for(e.failure.cls, HintContext(
-            ref=ref, config_path=creds.config_path, credentials_found=creds.found,
-            auth_file_configured=app.image.auth_file is not None))
-        raise scrubbed from None
-
-
 def _apps(args: argparse.Namespace) -> Iterator[AppConfig | ConfigError]:
     """Each app to pin, or the error that its config cannot be used."""
     cfg = config_dir(args)
@@ -74,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             if engine is None:
                 engine = connect()
-            digest = _resolve(engine, app)
+            digest = remote_digest(engine, app)
         except PullFailed as e:
             log.error("%s: cannot resolve %s (%s): %s; fix: %s", app.name, ref, e.failure.cls,
                       e.failure.message, e.hint)

@@ -10,14 +10,27 @@
    "current": ENTRY|null, "history": [ENTRY...],
    "last_failure": {"class", "message", "exit_code", "at", "fix"}|null,
    "failures": [{"at", "class", "message", "attempt"}...],
+   "health": {"gate": bool, "container": "running"|"exited"|...|null,
+              "status": "healthy"|"unhealthy"|"starting"|"none"|null, "check": str|null,
+              "error": null | "why Docker could not be asked"},
+   "last_update": {"at", "from", "to", "result", "cause", "auto"}|null,
+   "last_rollback": the same shape | null,
    "healthy": bool, "error": null | "config error text"}
 UNIT is {"name", "load_state", "active_state", "sub_state", "result", "exec_main_status",
 "n_restarts", "status_text"}; ENTRY is {"reference", "digest", "image_id", "first_ready",
-"last_ready"} with times in seconds since the epoch. "failures" is the failure history:
-the last 20 failed attempts of pulls and prefetches, newest first, kept after the app
-recovered ("attempt" is the n-th attempt of that run). The human output shows the last
-three. Keys are only ever added.
-Exit status: 0 when every app is healthy (both units active), 1 otherwise.
+"last_ready"} with times in seconds since the epoch. health.gate says whether the run unit
+waits for readiness; health.status is Docker's healthcheck state ("none": no healthcheck;
+null: no container). last_update is the newest `pullunit update` of the app: result
+"updated", "rolled_back" (an automatic rollback; cause says why the new image was not
+ready), "not_ready", "rollback_failed" or "interrupted"; auto is true when the timer
+ran it.
+last_rollback is the newest update that was rolled back automatically ("rolled_back" or
+"rollback_failed"), whether or not a later update went well.
+"failures" is the failure history: the last 20 failed attempts of pulls and prefetches,
+newest first, kept after the app recovered ("attempt" is the n-th attempt of that run).
+The human output shows the last three. Keys are only ever added.
+Exit status: 0 when every app is healthy (both units active, and the container not
+"unhealthy"), 1 otherwise.
 """
 
 from __future__ import annotations
@@ -76,13 +89,55 @@ def _lock(app: AppConfig) -> dict[str, Any] | None:
             "at": lock.at, "applies": pin.pinned, "why": pin.why or None}
 
 
+_docker_down: list[str] = []  # once the engine did not answer, the other apps do not wait
+
+
+def _health(app: AppConfig) -> dict[str, Any]:
+    """The container's state and Docker's healthcheck verdict, asked with a bound."""
+    from .. import gate
+    from ..health import last_check
+
+    out: dict[str, Any] = {"gate": app.health.enabled, "container": None, "status": None,
+                           "check": None, "error": None}
+    if _docker_down:
+        out["error"] = _docker_down[0]
+        return out
+    try:
+        container = gate.Engine.from_env().container(app.run.name)
+    except gate.EngineError as e:
+        out["error"] = f"the Docker daemon does not answer: {e}"
+        _docker_down.append(out["error"])
+        return out
+    if container is None:
+        return out
+    st = container.get("State") or {}
+    out["container"] = st.get("Status")
+    out["status"] = (st.get("Health") or {}).get("Status") or "none"
+    out["check"] = last_check(st) or None
+    return out
+
+
+def _update(u: state.Update | None) -> dict[str, Any] | None:
+    if u is None:
+        return None
+    return {"at": u.at, "from": u.from_ref, "to": u.to_ref, "result": u.result,
+            "cause": u.cause, "auto": u.auto}
+
+
+def _last_rollback(st: state.AppState) -> state.Update | None:
+    return next((u for u in st.updates if u.result in ("rolled_back", "rollback_failed")),
+                None)
+
+
 def app_status(app: AppConfig) -> dict[str, Any]:
     st = state.load(app.name)
     units, why = _units(app)
     lf = st.last_failure
+    health = _health(app)
     healthy = bool(units["pull"] and units["run"]
                    and units["pull"]["active_state"] == "active"
-                   and units["run"]["active_state"] == "active")
+                   and units["run"]["active_state"] == "active"
+                   and health["status"] != "unhealthy")
     return {
         "app": app.name,
         "config": str(app.path),
@@ -99,6 +154,9 @@ def app_status(app: AppConfig) -> dict[str, Any]:
                          "fix": _fix(app, lf.cls)} if lf else None,
         "failures": [{"at": f.at, "class": f.cls, "message": printable(f.message),
                       "attempt": f.attempt} for f in st.failures],
+        "health": health,
+        "last_update": _update(st.updates[0] if st.updates else None),
+        "last_rollback": _update(_last_rollback(st)),
         "healthy": healthy,
         "error": None,
     }
@@ -112,7 +170,7 @@ def _broken(name: str, path: str, error: ConfigError) -> dict[str, Any]:
     return {"app": name, "config": path, "image": None, "policy": None,
             "units": {"pull": None, "run": None}, "systemd": None, "in_use": None, "lock": None,
             "current": None, "history": [], "last_failure": None, "failures": [],
-            "healthy": False,
+            "health": None, "last_update": None, "last_rollback": None, "healthy": False,
             "error": error.message}
 
 
@@ -145,6 +203,24 @@ def _line(text: str) -> None:
     sys.stdout.write(printable(text) + "\n")
 
 
+_UPDATE_WORDS = {"updated": "updated", "rolled_back": "not ready, rolled back",
+                 "not_ready": "not ready, not rolled back",
+                 "rollback_failed": "not ready, and neither was the rollback",
+                 "interrupted": "interrupted while restarting"}
+
+
+def _health_line(h: dict[str, Any]) -> str:
+    gate = "" if h["gate"] else " (readiness gate off)"
+    if h["error"]:
+        return f"unknown: {h['error']}{gate}"
+    if h["container"] is None:
+        return f"no container{gate}"
+    if h["status"] == "none":
+        return f"{h['container']}, no healthcheck{gate}"
+    check = f" ({h['check']})" if h["check"] and h["status"] != "healthy" else ""
+    return f"{h['status']}{check}{gate}"
+
+
 def _print_human(apps: list[dict[str, Any]]) -> None:
     color = use_color(sys.stdout)
     for a in apps:
@@ -164,6 +240,7 @@ def _print_human(apps: list[dict[str, Any]]) -> None:
         _line(f"    run:      {_unit_line(units['run'])}")
         if a["systemd"]:
             _line(f"    systemd:  {a['systemd']}")
+        _line(f"    health:   {_health_line(a['health'])}")
         _line(f"    in use:   {a['in_use'] or '-'}")
         lock = a["lock"]
         if lock and "error" in lock:
@@ -186,6 +263,19 @@ def _print_human(apps: list[dict[str, Any]]) -> None:
                   f"{_short(f['message'])}")
         if len(a["failures"]) > RECENT:
             _line(f"              ... {len(a['failures']) - RECENT} more in --json")
+        u = a["last_update"]
+        if u:
+            words = _UPDATE_WORDS.get(u["result"], u["result"])
+            _line(f"    updated:  {u['from'] or '-'} -> {u['to']}: {words}"
+                  f"{' (timer)' if u['auto'] else ''}, {_ago(u['at'])}")
+            if u["result"] == "rolled_back":
+                _line(f"    rolled back automatically: {u['cause']}")
+            elif u["cause"]:
+                _line(f"    cause:    {u['cause']}")
+        rb = a["last_rollback"]
+        if rb and rb != u:
+            _line(f"    rolled back automatically from {rb['to']} {_ago(rb['at'])}: "
+                  f"{rb['cause']}")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -187,6 +187,8 @@ def test_maintainer_scripts(built: Built, tmp_path: Path) -> None:
     # (that would pull images in the middle of apt-get install).
     assert "deb-systemd-helper enable 'pullunit-prefetch.timer'" in postinst
     assert "pullunit-prefetch.service" not in postinst
+    assert "deb-systemd-helper enable 'pullunit-update.timer'" in postinst
+    assert "pullunit-update.service" not in postinst
     for script in sorted(p.name for p in control.iterdir() if p.name.endswith(("inst", "rm"))):
         assert _run("sh", "-n", control / script).returncode == 0, script
 

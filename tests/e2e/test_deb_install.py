@@ -93,7 +93,7 @@ def test_man_pages(installed: harness.Machine) -> None:
     page = installed.run(["man", "pullunit"], env=env)
     assert page.stderr == ""
     for command in ("generate", "validate", "init", "pull", "status", "doctor", "pin",
-                    "rollback", "prefetch"):
+                    "rollback", "prefetch", "update", "ready"):
         assert re.search(rf"^ {{7}}{command}\b", page.stdout, re.M), command
     for args in (["5", "pullunit.toml"], ["8", "pullunit-generator"]):
         out = installed.run(["man", *args], env=env)
@@ -114,9 +114,12 @@ def test_files_dirs_and_timer(installed: harness.Machine) -> None:
         "enabled"
     timer = installed.show("pullunit-prefetch.timer", "ActiveState", "UnitFileState")
     assert timer == {"ActiveState": "active", "UnitFileState": "enabled"}
-    # the service the timer runs was not started by the install
-    service = installed.show("pullunit-prefetch.service", "LoadState", "ActiveState")
-    assert service == {"LoadState": "loaded", "ActiveState": "inactive"}
+    # the services the timers run were not started by the install
+    for name in ("prefetch", "update"):
+        timer = installed.show(f"pullunit-{name}.timer", "ActiveState", "UnitFileState")
+        assert timer == {"ActiveState": "active", "UnitFileState": "enabled"}, name
+        service = installed.show(f"pullunit-{name}.service", "LoadState", "ActiveState")
+        assert service == {"LoadState": "loaded", "ActiveState": "inactive"}, name
 
 
 def test_generator_on_daemon_reload(installed: harness.Machine) -> None:

@@ -174,8 +174,9 @@ class App:
             "run": {"name": self.container, "network": "none", "restart_sec": "1s",
                     "stop_timeout": "2s", **tables.get("run", {})},
         }
-        if "unit" in tables:
-            doc["unit"] = tables["unit"]
+        for table in ("unit", "health", "update"):
+            if table in tables:
+                doc[table] = tables[table]
         self.m.write_file(self.config_path, toml_doc(doc))
 
     # -- systemd

@@ -16,9 +16,11 @@ import pytest
 
 from pullunit.config import (
     AppConfig,
+    HealthConfig,
     Jitter,
     Policy,
     Restart,
+    UpdateConfig,
     app_files,
     config_dir_from_env,
     load_app,
@@ -47,7 +49,8 @@ BAD = [
     Bad("unknown-table-suggest", BASE + "[units]\ndescription = 'x'\n",
         "units: unknown table 'units'; did you mean 'unit'?"),
     Bad("unknown-table-no-match", BASE + "[service]\nrestart = 'always'\n",
-        "service: unknown table 'service'; valid: image, pull, run, unit"),
+        "service: unknown table 'service'; valid: image, pull, run, unit, health, "
+        "update"),
     Bad("unknown-key-suggest", BASE + "[run]\nportz = ['80']\n",
         "run.portz: unknown key 'portz'; did you mean 'ports'?"),
     Bad("unknown-key-image", '[image]\nrefs = "nginx:1"\n',
@@ -275,6 +278,60 @@ BAD = [
         "unit.after[0]: invalid unit name 'd\u00e9p.service'"),
     Bad("app-name-unicode", BASE, "app name 'w\u00e9b' (the file name) is not a valid unit name",
         name="w\u00e9b"),
+    # [health]
+    Bad("health-unknown-key", BASE + "[health]\nintervall = '5s'\n",
+        "health.intervall: unknown key 'intervall'; did you mean 'interval'?"),
+    Bad("health-not-table", "health = true\n" + BASE,
+        "health: expected a table [health], got boolean"),
+    Bad("health-cmd-string", BASE + "[health]\ncmd = 'curl -f http://localhost/'\n",
+        "health.cmd: expected an array, got string"),
+    Bad("health-cmd-empty", BASE + "[health]\ncmd = []\n", "health.cmd: must name a command"),
+    Bad("health-cmd-empty-word", BASE + "[health]\ncmd = ['']\n",
+        "health.cmd: must name a command"),
+    Bad("health-cmd-item-int", BASE + "[health]\ncmd = ['/bin/check', 3]\n",
+        "health.cmd[1]: expected a string, got integer"),
+    Bad("health-cmd-newline", BASE + "[health]\ncmd = ['/bin/check', \"a\\nb\"]\n",
+        "health.cmd[1]: value 'a\\nb' contains control character '\\n'"),
+    Bad("health-interval-zero", BASE + "[health]\ninterval = 0\n",
+        "health.interval: must be greater than zero"),
+    Bad("health-interval-submillisecond", BASE + "[health]\ninterval = '500us'\n",
+        "health.interval: must be at least 1ms"),
+    Bad("health-interval-infinity", BASE + "[health]\ninterval = 'infinity'\n",
+        "health.interval: must be finite"),
+    Bad("health-timeout-bad", BASE + "[health]\ntimeout = '3 fortnights'\n",
+        "health.timeout: invalid duration '3 fortnights'"),
+    Bad("health-start-period-overflow", BASE + "[health]\nstart_period = '300y'\n",
+        "health.start_period: duration '300y' is too long: at most 9223372036s"),
+    Bad("health-retries-zero", BASE + "[health]\nretries = 0\n",
+        "health.retries: must be between 1 and 1000, got 0"),
+    Bad("health-retries-float", BASE + "[health]\nretries = 2.5\n",
+        "health.retries: expected an integer, got float"),
+    Bad("health-retries-huge", BASE + "[health]\nretries = 9223372036854775807\n",
+        "health.retries: must be between 1 and 1000"),
+    Bad("health-enabled-string", BASE + "[health]\nenabled = 'no'\n",
+        "health.enabled: expected true or false, got string"),
+    Bad("health-start-timeout-zero", BASE + "[health]\nstart_timeout = 0\n",
+        "health.start_timeout: must be greater than zero"),
+    Bad("health-start-timeout-infinity", BASE + "[health]\nstart_timeout = 'infinity'\n",
+        "health.start_timeout: must be finite"),
+    Bad("health-start-timeout-below-interval",
+        BASE + "[health]\ninterval = '30s'\nstart_timeout = '20s'\n",
+        "health.start_timeout: must be longer than health.interval"),
+    Bad("health-and-docker-args", BASE + "[health]\ncmd = ['/bin/check']\n"
+        "[run]\ndocker_args = ['--init', '--health-interval=5s']\n",
+        "run.docker_args[1]: '--health-interval' conflicts with the [health] table"),
+    # [update]
+    Bad("update-unknown-key", BASE + "[update]\nautomatic = true\n",
+        "update.automatic: unknown key 'automatic'; did you mean 'auto'?"),
+    Bad("update-auto-string", BASE + "[update]\nauto = 'yes'\n",
+        "update.auto: expected true or false, got string"),
+    Bad("update-auto-without-gate", BASE + "[health]\nenabled = false\n[update]\nauto = true\n",
+        "update.auto: needs the readiness gate"),
+    Bad("update-auto-digest", '[image]\nref = "nginx@sha256:' + "a" * 64 + '"\n'
+        "[update]\nauto = true\n", "update.auto: image.ref pins the digest sha256:aaaa"),
+    Bad("update-auto-policy-never", '[image]\nref = "nginx:1"\npolicy = "never"\n'
+        "[update]\nauto = true\n",
+        "update.auto: image.policy is \"never\", but an update pulls"),
 ]
 
 # TOML syntax: the message names the file and gives line and column.
@@ -394,6 +451,9 @@ def test_minimal_defaults(tmp_path: Path) -> None:
     assert app.unit.wanted_by == ("multi-user.target",)
     assert (app.unit.after, app.unit.wants, app.unit.requires) == ((), (), ())
     assert app.description == "web container (nginx:1.25)"
+    assert app.health == HealthConfig(enabled=True, cmd=(), interval=None, timeout=None,
+                                      retries=None, start_period=None, start_timeout=120.0)
+    assert app.update == UpdateConfig(auto=False)
 
 
 def test_full_example_parses_every_key() -> None:
@@ -416,6 +476,11 @@ def test_full_example_parses_every_key() -> None:
     assert app.run.command[-1] == '100% "quoted" $HOME stays literal'
     assert app.unit.description == "Shop front end (web)"
     assert app.unit.after == ("postgresql.service",)
+    h = app.health
+    assert (h.enabled, h.cmd) == (True, ("/usr/local/bin/web", "--health"))
+    assert (h.interval, h.timeout, h.retries, h.start_period, h.start_timeout) == (
+        5.0, 3.0, 3, 10.0, 120.0)
+    assert app.update.auto is False
 
 
 def test_minimal_example() -> None:

@@ -181,7 +181,8 @@ def test_toml_man_lists_every_enum_value(table: str, key: str, enum: type) -> No
 
 
 @pytest.mark.parametrize(("table", "cls"), [
-    ("pull", config.PullConfig), ("run", config.RunConfig), ("unit", config.UnitConfig)])
+    ("pull", config.PullConfig), ("run", config.RunConfig), ("unit", config.UnitConfig),
+    ("health", config.HealthConfig), ("update", config.UpdateConfig)])
 def test_toml_man_states_simple_defaults(table: str, cls: type) -> None:
     """Booleans, integers and enums have one spelling; check those defaults literally."""
     block = entries(sections(scd("pullunit.toml.5"))[f"[{table}]"])
@@ -362,6 +363,16 @@ def test_prefetch_timer_runs_daily_with_randomized_delay() -> None:
     assert re.search(r"^OnCalendar=daily$", timer, re.M)
     assert re.search(r"^RandomizedDelaySec=\S+", timer, re.M)
     assert re.search(r"^ExecStart=/usr/bin/pullunit prefetch$", service, re.M)
+
+
+def test_update_timer_runs_daily_with_randomized_delay_and_only_auto_apps() -> None:
+    timer = (REPO / "units" / "pullunit-update.timer").read_text()
+    service = (REPO / "units" / "pullunit-update.service").read_text()
+    assert re.search(r"^OnCalendar=daily$", timer, re.M)
+    assert re.search(r"^RandomizedDelaySec=\S+", timer, re.M)
+    assert re.search(r"^WantedBy=timers.target$", timer, re.M)
+    assert re.search(r"^ExecStart=/usr/bin/pullunit update --auto$", service, re.M)
+    assert re.search(r"^Type=oneshot$", service, re.M)
 
 
 def test_lintian_overrides_carry_a_reason() -> None:

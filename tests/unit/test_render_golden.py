@@ -93,6 +93,8 @@ def test_docker_run_argv_of_the_full_example() -> None:
         "--volume", "/srv/web/data:/data", "--volume", "web-cache:/var/cache/web:rw",
         "--network", "bridge", "--user", "1000:1000",
         "--read-only", "--memory=512m",
+        "--health-cmd", "exec /usr/local/bin/web --health", "--health-interval=5s",
+        "--health-timeout=3s", "--health-start-period=10s", "--health-retries=3",
         IMAGE_VARIABLE,
         "--port", "8080", "--greeting", '100% "quoted" $HOME stays literal',
     ]
@@ -150,3 +152,22 @@ def test_command_word_equal_to_the_image_variable_stays_literal(tmp_path: Path) 
     [exec_start] = [line for line in run.splitlines() if line.startswith("ExecStart=")]
     assert exec_start.count("${PULLUNIT_IMAGE}") == 4
     assert exec_start.count('"$${PULLUNIT_IMAGE}"') == 3, exec_start
+
+
+def test_gate_is_rendered_unless_disabled(tmp_path: Path) -> None:
+    on = parse_app("a", tomllib.loads('[image]\nref = "a:1"\n[health]\n'
+                                      'start_timeout = "90s"\n[run]\nstop_timeout = "10s"\n'),
+                   tmp_path / "a.toml")
+    run = render_app(on, make_environment(tmp_path), tmp_path, EXECUTABLE)[1].text
+    assert ("ExecStartPost=/usr/bin/nice -n 10 /usr/bin/pullunit ready --container a "
+            "--start-timeout 90s --stop-timeout 10s a\n") in run
+    assert "NotifyAccess=exec\n" in run
+    assert "TimeoutStartSec=130s\n" in run  # start_timeout + the stop grace + 30 s
+    assert "Type=simple\n" in run  # docker run stays the main process
+
+    off = parse_app("a", tomllib.loads('[image]\nref = "a:1"\n[health]\nenabled = false\n'
+                                       'cmd = ["/bin/check"]\n'), tmp_path / "a.toml")
+    run = render_app(off, make_environment(tmp_path), tmp_path, EXECUTABLE)[1].text
+    assert "ExecStartPost" not in run and "NotifyAccess" not in run
+    assert "TimeoutStartSec" not in run
+    assert '--health-cmd "exec /bin/check"' in run  # Docker still runs the check

@@ -11,7 +11,7 @@ import pytest
 from pullunit import paths
 from pullunit.config import AppConfig, load_app
 from pullunit.generate import generate
-from pullunit.render import docker_run_argv, pull_argv
+from pullunit.render import docker_run_argv, gate_argv, pull_argv, rm_argv, stop_post_argv
 
 from . import sdtools
 from .conftest import EXAMPLES, cli_env, run_cli
@@ -44,11 +44,19 @@ def assert_loaded_as_meant(result: sdtools.LoadResult, apps: list[AppConfig],
         [start] = run.exec_lines["ExecStart"]
         assert sdtools.exec_argv(start) == expected_run_argv(app)
         [pre] = run.exec_lines["ExecStartPre"]
-        assert sdtools.exec_argv(pre) == [paths.DOCKER, "rm", "--force", app.run.name]
+        assert sdtools.exec_argv(pre) == rm_argv(app)
+        assert rm_argv(app)[-2:] == [paths.DOCKER, app.run.name]
+        [stop_post] = run.exec_lines["ExecStopPost"]
+        assert sdtools.exec_argv(stop_post) == stop_post_argv(app)
         [stop] = run.exec_lines["ExecStop"]
         assert sdtools.exec_argv(stop)[:3] == [paths.DOCKER, "stop", "--time"]
         [pull_start] = pull.exec_lines["ExecStart"]
         assert sdtools.exec_argv(pull_start) == pull_argv(app, config_dir, EXE)
+        if app.health.enabled:
+            [post] = run.exec_lines["ExecStartPost"]
+            assert sdtools.exec_argv(post) == gate_argv(app, EXE)
+        else:
+            assert "ExecStartPost" not in run.exec_lines
 
 
 @pytest.fixture
@@ -123,6 +131,10 @@ def test_generated_units_for_every_schema_feature_pass_verify(tmp_path: Path) ->
         "no-install": "[unit]\nwanted_by = []\n",
         "empty-words": "[run]\ncommand = ['', ' ', ';', '\\\\;']\nentrypoint = ' '\n",
         "app.with:colon": "[run]\nname = 'colon'\n",
+        "health": "[health]\ncmd = ['/bin/c', '%n $HOME ${X} \\\\ \"q\" ;', '', ';']\n"
+                  "interval = '250ms'\ntimeout = '1min 0.5s'\nretries = 7\n"
+                  "start_period = '2h'\nstart_timeout = '10min'\n",
+        "health-off": "[health]\nenabled = false\n",
     }
     for name, extra in variants.items():
         (cfg / f"{name}.toml").write_text('[image]\nref = "nginx:1"\n' + extra)
