@@ -70,9 +70,9 @@ def activate(app: AppConfig, st: state.AppState, ref: ImageRef, image: LocalImag
         # The lock first: it is the lasting decision, and if a later write fails a rerun
         # completes it, where the other order would be undone by the next reboot.
         if digest:
-            from . import lockfile
+            from . import pinning
 
-            lockfile.write(app, digest, lock_source)
+            pinning.write(app, digest, lock_source)
         else:
             log.warning("%s has no registry digest; the next pull follows %s again",
                         reference, app.image.ref)

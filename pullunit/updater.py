@@ -24,12 +24,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import lockfile, state
+from . import pinning, state
 from .activation import activate, locate
+from .applock import BACKGROUND_WAIT, OPERATOR_WAIT, app_lock
 from .config import AppConfig, Policy
 from .engine import LocalImage
 from .errors import ExitCode, Interrupted, PullunitError
-from .lock import BACKGROUND_WAIT, OPERATOR_WAIT, app_lock
 from .reference import DIGEST_RE, ImageRef, ReferenceError, parse_reference
 from .systemd import UnitState
 
@@ -193,7 +193,7 @@ class Updater:
             except Failed as e:
                 return Outcome(app.name, Result.FAILED, e.exit_code, from_ref, to_ref,
                                cls=e.cls, message=f"cannot pull {pull_ref}: {e.message}")
-            saved_lock = lockfile.snapshot(app)
+            saved_lock = pinning.snapshot(app)
             st = state.load(app.name)
             history = st.history
             done = activate(app, st, pull_ref, image, digest=digest, lock_source="update",
@@ -242,7 +242,7 @@ class Updater:
                             lock_source="rollback" if before.digest else None,
                             api=self.edges.api)
             if not before.digest:  # no digest to pin: leave the lock as it was
-                lockfile.restore(app, saved_lock)
+                pinning.restore(app, saved_lock)
             state.save(state.forget(done.state, failed.id, history, app.pull.keep))
         unit = self._restart(from_ref, done.reference)
         if ready(unit):

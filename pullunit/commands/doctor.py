@@ -62,12 +62,12 @@ _COLORS = {Status.PASS: "32", Status.WARN: "33", Status.FAIL: "1;31", Status.SKI
 
 
 def _app_target(app: AppConfig) -> Target:
-    from .. import lockfile
+    from .. import pinning
 
-    pin = lockfile.answer(app)
+    pin = pinning.answer(app)
     pinned_by = None
     if pin.pinned and pin.lock is not None:
-        pinned_by = f"{lockfile.lock_path(app)}, from 'pullunit {pin.lock.source}'"
+        pinned_by = f"{pinning.lock_path(app)}, from 'pullunit {pin.lock.source}'"
     return Target(reference=str(pin.ref), app=app.name, platform=app.image.platform,
                   auth_file=app.image.auth_file, policy=str(app.image.policy),
                   pinned_by=pinned_by)

@@ -16,8 +16,8 @@ from .. import paths
 from ..cli import config_dir
 from ..config import AppConfig, resolve_app
 from ..errors import ConfigError, PullunitError
-from ..generate import exit_status, generate
 from ..render import UnitFile
+from ..unitfiles import exit_status, generate
 
 log = logging.getLogger("pullunit")
 
@@ -57,12 +57,12 @@ def run(args: argparse.Namespace) -> int:
 def _show_locks(apps: list[AppConfig]) -> list[ConfigError]:
     """Units never contain the digest (the puller resolves it at start), so say here
     which apps a lock file pins, and report a lock file the puller cannot read."""
-    from .. import lockfile
+    from .. import pinning
 
     errors = []
     for app in apps:
         try:
-            pin = lockfile.answer(app)
+            pin = pinning.answer(app)
         except ConfigError as e:
             log.error("%s", e.message)
             errors.append(e)
@@ -70,14 +70,14 @@ def _show_locks(apps: list[AppConfig]) -> list[ConfigError]:
         lock = pin.lock
         if lock is None:
             continue
-        if pin.applies is lockfile.Applies.PINNED:
+        if pin.applies is pinning.Applies.PINNED:
             log.info("%s: pinned to %s by %s (%s)", app.name, lock.digest,
-                     lockfile.lock_path(app).name, lock.source)
-        elif pin.applies is lockfile.Applies.STALE:
+                     pinning.lock_path(app).name, lock.source)
+        elif pin.applies is pinning.Applies.STALE:
             log.warning("%s: %s is stale (made for %s); 'pullunit pin %s' renews it",
-                        app.name, lockfile.lock_path(app).name, lock.ref, app.name)
+                        app.name, pinning.lock_path(app).name, lock.ref, app.name)
         else:
-            log.info("%s: %s is not used: %s", app.name, lockfile.lock_path(app).name, pin.why)
+            log.info("%s: %s is not used: %s", app.name, pinning.lock_path(app).name, pin.why)
     return errors
 
 

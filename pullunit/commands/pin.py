@@ -12,7 +12,7 @@ import argparse
 import logging
 from collections.abc import Iterator
 
-from .. import lockfile
+from .. import pinning
 from ..classify import PullFailed
 from ..cli import config_dir
 from ..config import AppConfig, app_files, load_app, resolve_app
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
             worst = max(worst, int(e.failure.exit_code))
             continue
         try:
-            lock = lockfile.read(app)
+            lock = pinning.read(app)
         except ConfigError as e:
             log.error("%s", e.message)
             worst = max(worst, int(e.exit_code))
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         if current:
             print(f"{app.name}: {ref} -> {digest} (unchanged)")
             continue
-        lockfile.write(app, digest, "pin")
+        pinning.write(app, digest, "pin")
         was = f" (was {lock.digest})" if lock else ""
-        print(f"{app.name}: pinned {ref} -> {digest}{was} in {lockfile.lock_path(app)}")
+        print(f"{app.name}: pinned {ref} -> {digest}{was} in {pinning.lock_path(app)}")
     return worst

@@ -19,12 +19,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .. import lockfile, metrics, state, stats
+from .. import metrics, pinning, state, stats
+from ..applock import BACKGROUND_WAIT, app_lock
 from ..cli import config_dir
 from ..config import AppConfig, Policy, app_files, app_name_of, load_app, resolve_app
 from ..errors import ConfigError, PullunitError
 from ..hostconfig import MetricsConfig, load_host
-from ..lock import BACKGROUND_WAIT, app_lock
 from ..notify import Notifier
 from ..puller import GaveUp, Puller
 
@@ -78,7 +78,7 @@ def _prefetch(app: AppConfig, row: dict[str, Any], settings: MetricsConfig, *,
         if verbose:
             log.info("%s: %s", app.name, row["message"])
         return 0
-    ref = lockfile.answer(app).ref
+    ref = pinning.answer(app).ref
     publish = functools.partial(metrics.publish, settings, app.name)
     with app_lock(app.name, lambda m: log.info("%s", m), timeout=BACKGROUND_WAIT):
         current = state.load(app.name).current

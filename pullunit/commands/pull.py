@@ -11,12 +11,12 @@ import sys
 import time
 from types import FrameType
 
-from .. import lockfile, metrics, stats
+from .. import metrics, pinning, stats
+from ..applock import app_lock
 from ..cli import config_dir
 from ..config import load_app, resolve_app
 from ..errors import ExitCode, Interrupted
 from ..hostconfig import load_host
-from ..lock import app_lock
 from ..notify import Notifier
 from ..puller import GaveUp, Puller, Source
 
@@ -34,17 +34,17 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
 def run(args: argparse.Namespace) -> int:
     app = load_app(resolve_app(config_dir(args), args.app))
     host = load_host(config_dir(args))
-    pin = lockfile.answer(app)
-    if pin.applies is lockfile.Applies.STALE:
+    pin = pinning.answer(app)
+    if pin.applies is pinning.Applies.STALE:
         assert pin.lock is not None
         log.warning("ignoring %s: it pins %s, but the config now says %s (run 'pullunit pin')",
-                    lockfile.lock_path(app), pin.lock.ref, app.image.ref)
-    elif pin.applies is lockfile.Applies.PINNED:
+                    pinning.lock_path(app), pin.lock.ref, app.image.ref)
+    elif pin.applies is pinning.Applies.PINNED:
         assert pin.lock is not None
-        log.info("pinned by %s (%s): %s", lockfile.lock_path(app).name, pin.lock.source,
+        log.info("pinned by %s (%s): %s", pinning.lock_path(app).name, pin.lock.source,
                  pin.ref)
-    elif pin.applies is lockfile.Applies.OVERRIDDEN:
-        log.debug("ignoring %s: %s", lockfile.lock_path(app), pin.why)
+    elif pin.applies is pinning.Applies.OVERRIDDEN:
+        log.debug("ignoring %s: %s", pinning.lock_path(app), pin.why)
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     notifier = Notifier()

@@ -12,12 +12,12 @@ from typing import Any
 
 from .. import metrics, state
 from ..activation import activate, locate
+from ..applock import OPERATOR_WAIT, app_lock
 from ..cli import config_dir
 from ..config import load_app, resolve_app
 from ..engine import LiteEngine
 from ..errors import ExitCode, PullunitError
 from ..hostconfig import load_host
-from ..lock import OPERATOR_WAIT, app_lock
 
 log = logging.getLogger("pullunit")
 

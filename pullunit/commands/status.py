@@ -42,7 +42,7 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from .. import lockfile, state
+from .. import pinning, state
 from ..classify import FailureClass
 from ..cli import config_dir
 from ..config import AppConfig, app_files, app_name_of, load_app, resolve_app
@@ -79,13 +79,13 @@ def _fix(app: AppConfig, cls: str) -> str:
 
 def _lock(app: AppConfig) -> dict[str, Any] | None:
     try:
-        pin = lockfile.answer(app)
+        pin = pinning.answer(app)
     except ConfigError as e:
         return {"error": e.message}
     lock = pin.lock
     if lock is None:
         return None
-    return {"file": str(lockfile.lock_path(app)), "digest": lock.digest, "source": lock.source,
+    return {"file": str(pinning.lock_path(app)), "digest": lock.digest, "source": lock.source,
             "at": lock.at, "applies": pin.pinned, "why": pin.why or None}
 
 

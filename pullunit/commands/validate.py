@@ -13,13 +13,13 @@ import logging
 import os
 from pathlib import Path
 
-from .. import lockfile, paths
+from .. import paths, pinning
 from ..cli import config_dir
 from ..config import HOST_CONFIG_NAME, LOCK_SUFFIX, app_files, resolve_app
 from ..errors import ConfigError, ExitCode
-from ..generate import render_one
 from ..hostconfig import host_config_path, load_host
 from ..render import make_environment
+from ..unitfiles import render_one
 
 log = logging.getLogger("pullunit")
 
@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             rendered = render_one(resolve_app(cfg, target), Path(os.path.abspath(cfg)),
                                   executable, env)
-            lockfile.read(rendered.app)
+            pinning.read(rendered.app)
         except ConfigError as e:
             log.error("%s", e.message)
             failed += 1
@@ -74,7 +74,7 @@ def _orphan_locks(cfg: Path) -> int:
         if (cfg / f"{app}.toml").exists():
             continue  # checked with its app
         try:
-            lockfile.read_path(path)
+            pinning.read_path(path)
         except ConfigError as e:
             log.error("%s", e.message)
             failed += 1

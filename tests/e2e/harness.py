@@ -1016,7 +1016,7 @@ def leftovers() -> list[str]:
 
 PULLUNIT_DIST = "/usr/lib/python3/dist-packages/pullunit"
 CLI_WRAPPER = "#!/usr/bin/python3\nfrom pullunit.cli import main\nraise SystemExit(main())\n"
-GENERATOR_WRAPPER = ("#!/usr/bin/python3\nfrom pullunit.generator import main\n"
+GENERATOR_WRAPPER = ("#!/usr/bin/python3\nfrom pullunit.sdgenerator import main\n"
                      "raise SystemExit(main())\n")
 
 

@@ -84,7 +84,7 @@ def test_command_version_and_dependencies(installed: harness.Machine, deb: Path)
     assert status.stdout == f"install ok installed {version}"
     assert installed.run(["pip3", "--version"], check=False).returncode != 0  # no pip here
     # the whole CLI imports on Debian's own python3-* versions
-    installed.run(["python3", "-c", "import pullunit.cli, pullunit.generate, pullunit.puller,"
+    installed.run(["python3", "-c", "import pullunit.cli, pullunit.unitfiles, pullunit.puller,"
                    " pullunit.systemd, pullunit.commands.status"])
 
 

@@ -265,7 +265,7 @@ def test_install_pullunit_from_tree_with_fake_package(machine: Machine,
     (pkg / "__pycache__").mkdir(parents=True)
     (pkg / "__init__.py").write_text("__version__ = '0.0.fake'\n")
     (pkg / "cli.py").write_text(FAKE_CLI)
-    (pkg / "generator.py").write_text(FAKE_GENERATOR)
+    (pkg / "sdgenerator.py").write_text(FAKE_GENERATOR)
     (pkg / "__pycache__" / "junk.pyc").write_bytes(b"junk")
     (tmp_path / "templates").mkdir()
     (tmp_path / "templates" / "__init__.py").write_text("")

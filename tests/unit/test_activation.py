@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from pullunit import archive, lockfile, state
+from pullunit import archive, pinning, state
 from pullunit.activation import activate, locate
 from pullunit.classify import Failure, FailureClass
 from pullunit.config import AppConfig, load_app
@@ -78,7 +78,7 @@ def test_activate_writes_env_history_and_state(root: Path) -> None:
     assert saved["current"]["image"] == str(REF)
     assert saved["last_failure"] is None
     assert state.load("web") == done.state
-    assert not lockfile.lock_path(a).exists()  # only when asked
+    assert not pinning.lock_path(a).exists()  # only when asked
 
 
 def test_activate_records_the_failure_of_a_fallback(root: Path) -> None:
@@ -93,7 +93,7 @@ def test_activate_records_the_failure_of_a_fallback(root: Path) -> None:
 def test_activate_pins_when_asked(root: Path) -> None:
     a = app(root)
     activate(a, state.load("web"), REF, image(), lock_source="rollback")
-    lock = lockfile.read(a)
+    lock = pinning.read(a)
     assert lock is not None and (lock.digest, lock.source, lock.ref) == (
         DIGEST, "rollback", str(REF))
 
@@ -105,14 +105,14 @@ def test_a_digest_the_caller_knows_wins(root: Path) -> None:
     done = activate(a, state.load("web"), REF, image(()), digest=other,
                     lock_source="rollback")
     assert done.digest == other and done.reference == image().id  # runs by image ID
-    lock = lockfile.read(a)
+    lock = pinning.read(a)
     assert lock is not None and lock.digest == other
 
 
 def test_no_digest_no_lock(root: Path, caplog: pytest.LogCaptureFixture) -> None:
     a = app(root)
     done = activate(a, state.load("web"), REF, image(()), lock_source="rollback")
-    assert done.digest is None and not lockfile.lock_path(a).exists()
+    assert done.digest is None and not pinning.lock_path(a).exists()
     assert "has no registry digest" in caplog.text
 
 
@@ -123,7 +123,7 @@ def test_the_lock_is_written_first(root: Path) -> None:
     (root / "run").write_text("not a directory")
     with pytest.raises(PullunitError):
         activate(a, state.load("web"), REF, image(), lock_source="rollback")
-    assert lockfile.read(a) is not None
+    assert pinning.read(a) is not None
     assert not (root / "state" / "web.json").exists()
 
 
@@ -199,4 +199,4 @@ def test_locate_changes_none_of_the_apps_files(root: Path) -> None:
     a = app(root, "archive = true\n")
     locate(a, image().id, "web v1", inspect={}.get, api=FakeApi)
     assert not (root / "run").exists() and not (root / "state" / "web.json").exists()
-    assert not lockfile.lock_path(a).exists()
+    assert not pinning.lock_path(a).exists()

@@ -578,10 +578,10 @@ def test_every_file_named_after_the_longest_app_name_can_be_written(
     """Defect 7: APP_NAME_MAX is set by the longest file name pullunit derives from an app
     name. Write each of them for a name of exactly that length: none may fail with
     ENAMETOOLONG (a 225-character name fails the first of them)."""
-    from pullunit import archive, lock, lockfile, paths, state
+    from pullunit import applock, archive, paths, pinning, state
     from pullunit.config import APP_NAME_MAX
     from pullunit.fsutil import atomic_write
-    from pullunit.generate import generate
+    from pullunit.unitfiles import generate
 
     name = "n" * APP_NAME_MAX
     monkeypatch.setenv("PULLUNIT_RUNTIME_DIR", str(tmp_path / "run"))
@@ -592,11 +592,11 @@ def test_every_file_named_after_the_longest_app_name_can_be_written(
     result = generate(cfg, tmp_path / "units", executable="/usr/bin/true")
     assert result.errors == [] and len(result.written) == 2
     app = load_app(cfg / f"{name}.toml")
-    lockfile.write(app, "sha256:" + "a" * 64, "pin")
-    assert lockfile.read(app) is not None
+    pinning.write(app, "sha256:" + "a" * 64, "pin")
+    assert pinning.read(app) is not None
     state.save(state.AppState(name))
     state.write_env_file(name, "nginx@sha256:" + "a" * 64)
-    with lock.app_lock(name, lambda _: None, timeout=5):
+    with applock.app_lock(name, lambda _: None, timeout=5):
         pass
     paths.state_file(name).write_text("{")  # corrupt: set aside under a longer name
     state.load(name)

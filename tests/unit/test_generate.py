@@ -1,4 +1,4 @@
-"""pullunit.generate and `pullunit generate`: writing, idempotence, pruning, isolation of
+"""pullunit.unitfiles and `pullunit generate`: writing, idempotence, pruning, isolation of
 invalid apps, dry runs."""
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from pullunit import paths
 from pullunit.config import APP_NAME_MAX, ARG_MAX_BYTES
 from pullunit.durations import MAX_SECONDS
 from pullunit.errors import ExitCode, PullunitError
-from pullunit.generate import generate, marker_source
 from pullunit.render import UNIT_LINE_MAX, UnitFile
+from pullunit.unitfiles import generate, marker_source
 
 from . import sdtools
 from .conftest import BIN, MINIMAL, assert_no_traceback, cli_env, run_cli

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pullunit import generator
+from pullunit import sdgenerator
 
 from .conftest import BIN, MINIMAL, assert_no_traceback, cli_env, run_cli
 
@@ -147,7 +147,7 @@ def test_log_prefers_kmsg_with_a_priority(monkeypatch: pytest.MonkeyPatch,
 
     monkeypatch.setattr(os, "open", fake_open)
     monkeypatch.setattr(os, "write", fake_write)
-    generator._log(3, "x.toml: run.ports[0]: malformed")
+    sdgenerator._log(3, "x.toml: run.ports[0]: malformed")
     assert written == [f"<3>pullunit-generator[{os.getpid()}]: x.toml: run.ports[0]: "
                        "malformed\n".encode()]
     assert capsys.readouterr().err == ""
@@ -164,7 +164,7 @@ def _no_kmsg(real_open: Callable[..., int]) -> Callable[..., int]:
 def test_log_falls_back_to_stderr(monkeypatch: pytest.MonkeyPatch,
                                   capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setattr(os, "open", _no_kmsg(os.open))
-    generator._log(3, "something failed")
+    sdgenerator._log(3, "something failed")
     assert capsys.readouterr().err == "pullunit-generator: something failed\n"
 
 
@@ -173,16 +173,16 @@ def test_internal_error_is_logged_not_raised(monkeypatch: pytest.MonkeyPatch, tm
     def boom(*a: object, **k: object) -> None:
         raise RuntimeError("kaboom")
 
-    monkeypatch.setattr(generator, "generate", boom)
+    monkeypatch.setattr(sdgenerator, "generate", boom)
     monkeypatch.setattr(os, "open", _no_kmsg(os.open))
-    assert generator.main([str(tmp_path)]) == 1
+    assert sdgenerator.main([str(tmp_path)]) == 1
     assert capsys.readouterr().err == "pullunit-generator: internal error: RuntimeError: kaboom\n"
 
 
 _IMPORT_PROBE = """
 import sys
-from pullunit import generator
-rc = generator.main(sys.argv[1:])
+from pullunit import sdgenerator
+rc = sdgenerator.main(sys.argv[1:])
 bad = sorted(m for m in sys.modules
              if m.split(".")[0] in ("docker", "pystemd", "requests", "sdnotify", "urllib3"))
 print(rc, bad)
@@ -210,7 +210,7 @@ def test_console_script_import_time_has_no_docker(config_dir: Path, output_dir: 
     assert proc.returncode == 0, proc.stderr
     modules = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()
                if line.startswith("import time:")}
-    assert "pullunit.generator" in modules and "jinja2" in modules
+    assert "pullunit.sdgenerator" in modules and "jinja2" in modules
     assert not {m for m in modules if m.split(".")[0] in ("docker", "pystemd")}
 
 

@@ -1,4 +1,4 @@
-"""lockfile.answer: the one rule for whether APP.lock.toml decides what is pulled (pinned,
+"""pinning.answer: the one rule for whether APP.lock.toml decides what is pulled (pinned,
 stale, overridden by a config digest, or none), and the commands that show it."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from pullunit import lockfile
+from pullunit import pinning
 from pullunit.config import load_app
 from pullunit.errors import ConfigError
-from pullunit.lockfile import Applies, Lock, LockAnswer, judge
+from pullunit.pinning import Applies, Lock, LockAnswer, judge
 from pullunit.reference import parse_reference
 
 from .conftest import assert_no_traceback, cli_env, run_cli
@@ -72,21 +72,21 @@ def test_the_answer_is_frozen() -> None:
 def test_answer_reads_the_lock_beside_the_config(write_app: Callable[..., Path]) -> None:
     path = write_app("web", f'[image]\nref = "{TAG}"\n')
     app = load_app(path)
-    assert lockfile.answer(app).applies is Applies.NONE
-    lockfile.write(app, D1, "pin")
-    assert lockfile.answer(app).applies is Applies.PINNED
-    assert str(lockfile.answer(load_app(path)).ref) == f"{TAG}@{D1}"
+    assert pinning.answer(app).applies is Applies.NONE
+    pinning.write(app, D1, "pin")
+    assert pinning.answer(app).applies is Applies.PINNED
+    assert str(pinning.answer(load_app(path)).ref) == f"{TAG}@{D1}"
     write_app("web", '[image]\nref = "registry.test:5000/team/web:1.3"\n')
-    assert lockfile.answer(load_app(path)).applies is Applies.STALE
+    assert pinning.answer(load_app(path)).applies is Applies.STALE
     write_app("web", f'[image]\nref = "{TAG}@{D2}"\n')
-    assert lockfile.answer(load_app(path)).applies is Applies.OVERRIDDEN
+    assert pinning.answer(load_app(path)).applies is Applies.OVERRIDDEN
 
 
 def test_a_broken_lock_is_a_config_error(write_app: Callable[..., Path]) -> None:
     app = load_app(write_app("web", f'[image]\nref = "{TAG}"\n'))
-    lockfile.lock_path(app).write_text("[lock\n")
+    pinning.lock_path(app).write_text("[lock\n")
     with pytest.raises(ConfigError, match=r"web\.lock\.toml"):
-        lockfile.answer(app)
+        pinning.answer(app)
 
 
 # --- the commands that show it ----------------------------------------------------------------
@@ -110,7 +110,7 @@ def test_status_shows_whether_the_lock_applies(config_dir: Path, tmp_path: Path,
                                                write_app: Callable[..., Path],
                                                config_ref: str, applies: bool,
                                                why: str | None) -> None:
-    lockfile.write(load_app(write_app("web", f'[image]\nref = "{TAG}"\n')), D1, "pin")
+    pinning.write(load_app(write_app("web", f'[image]\nref = "{TAG}"\n')), D1, "pin")
     write_app("web", f'[image]\nref = "{config_ref}"\n')
     lock = _status(config_dir, tmp_path)
     assert lock["digest"] == D1 and lock["source"] == "pin"
@@ -138,7 +138,7 @@ def test_status_without_a_lock(config_dir: Path, tmp_path: Path,
 def test_generate_says_what_each_lock_does(config_dir: Path, output_dir: Path,
                                            write_app: Callable[..., Path], config_ref: str,
                                            expect: str, absent: str) -> None:
-    lockfile.write(load_app(write_app("web", f'[image]\nref = "{TAG}"\n')), D1, "pin")
+    pinning.write(load_app(write_app("web", f'[image]\nref = "{TAG}"\n')), D1, "pin")
     write_app("web", f'[image]\nref = "{config_ref}"\n')
     p = run_cli("generate", "--config-dir", config_dir, "--output-dir", output_dir)
     assert p.returncode == 0, p.stderr

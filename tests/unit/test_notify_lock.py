@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from pullunit.applock import app_lock
 from pullunit.errors import ExitCode, PullunitError
-from pullunit.lock import app_lock
 from pullunit.notify import Notifier
 
 from .conftest import assert_no_traceback, cli_env, run_cli
@@ -49,7 +49,7 @@ def test_notify_without_socket_is_a_no_op(monkeypatch: pytest.MonkeyPatch) -> No
 
 HOLD = """
 import math, sys, time
-from pullunit.lock import app_lock
+from pullunit.applock import app_lock
 with app_lock("web", lambda m: print("WAIT", m, flush=True), timeout=math.inf):
     print("HELD", flush=True)
     time.sleep(float(sys.argv[1]))

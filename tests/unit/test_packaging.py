@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pullunit import __version__, cli, config, generator
+from pullunit import __version__, cli, config, sdgenerator
 from pullunit.errors import ExitCode
 from pullunit.paths import MARKER_PREFIX
 
@@ -207,7 +207,7 @@ def test_app_name_limit_in_man_matches_code() -> None:
 def test_generator_man_exit_codes_match() -> None:
     documented = {int(c) for c in entries(sections(scd("pullunit-generator.8"))["EXIT STATUS"])}
     assert documented == {0, 1, 64}
-    assert generator.main([]) == 64
+    assert sdgenerator.main([]) == 64
 
 
 # ----------------------------------------------------------------- rendering (scdoc)

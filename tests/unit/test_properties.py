@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pullunit.config import AppConfig
-from pullunit.generate import generate
+from pullunit.unitfiles import generate
 
 from . import sdtools
 from .test_systemd_verify import EXE, assert_loaded_as_meant

@@ -10,8 +10,8 @@ import pytest
 
 from pullunit import paths
 from pullunit.config import AppConfig, load_app
-from pullunit.generate import generate
 from pullunit.render import docker_run_argv, gate_argv, pull_argv, rm_argv, stop_post_argv
+from pullunit.unitfiles import generate
 
 from . import sdtools
 from .conftest import EXAMPLES, cli_env, run_cli

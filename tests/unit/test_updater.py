@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from pullunit import lockfile, state
+from pullunit import pinning, state
 from pullunit.activation import activate
 from pullunit.config import AppConfig, load_app
 from pullunit.engine import LocalImage
@@ -123,7 +123,7 @@ def test_update_to_a_healthy_image(root: Path) -> None:
     assert fake.calls == [f"resolve {REPO}:1", f"pull {REPO}:1@{digest(2)}",
                           "restart web.service"]
     assert fake.envs_at_restart == [ref_of(2)]
-    lock = lockfile.read(app)
+    lock = pinning.read(app)
     assert lock is not None and (lock.digest, lock.source) == (digest(2), "update")
     st = state.load("web")
     assert [e.digest for e in st.history] == [digest(2), digest(1)]
@@ -142,7 +142,7 @@ def test_not_ready_rolls_back_to_what_ran_before(root: Path) -> None:
     assert out.message == f"rolled back to {ref_of(1)}"
     assert fake.envs_at_restart == [ref_of(3), ref_of(1)]
     assert state.read_env_file("web") == ref_of(1)
-    lock = lockfile.read(app)
+    lock = pinning.read(app)
     assert lock is not None and (lock.digest, lock.source) == (digest(1), "rollback")
     st = state.load("web")
     assert st.current is not None and st.current.digest == digest(1)
@@ -327,15 +327,15 @@ def test_update_records_are_bounded(root: Path) -> None:
 
 def test_lock_source_update_is_read_back(root: Path) -> None:
     app = make_app(root)
-    lockfile.write(app, digest(2), "update")
-    lock = lockfile.read(app)
+    pinning.write(app, digest(2), "update")
+    lock = pinning.read(app)
     assert lock is not None and lock.source == "update"
-    saved = lockfile.snapshot(app)
-    lockfile.write(app, digest(3), "rollback")
-    lockfile.restore(app, saved)
-    assert lockfile.read(app) == lock
-    lockfile.restore(app, None)
-    assert lockfile.read(app) is None
+    saved = pinning.snapshot(app)
+    pinning.write(app, digest(3), "rollback")
+    pinning.restore(app, saved)
+    assert pinning.read(app) == lock
+    pinning.restore(app, None)
+    assert pinning.read(app) is None
 
 
 def test_outcome_json_keys() -> None:

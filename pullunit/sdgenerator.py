@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .config import config_dir_from_env
 from .errors import PullunitError
-from .generate import generate
+from .unitfiles import generate
 
 PROGRAM = "pullunit-generator"
 
