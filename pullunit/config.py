@@ -1,28 +1,56 @@
-"""The app config schema (v1): TOML in, typed frozen dataclasses out.
+"""The app config schema (v1): TOML in, typed frozen dataclasses out, and where the app
+configs live (the config dir, APP.toml, the names derived from an app name).
 
 Pure logic apart from reading the file. Validation is strict: every table has an
-allow-list of keys, and every error names the file and the dotted key.
+allow-list of keys whose values are parsed by configvalues.py, and every error names the
+file and the dotted key.
 """
 
 from __future__ import annotations
 
-import difflib
 import enum
-import ipaddress
 import math
 import os
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from . import platform
-from .durations import DurationError, parse_duration
+from .configvalues import (
+    CONTAINER_NAME,
+    Parser,
+    Where,
+    abs_path,
+    boolean,
+    container_name,
+    description,
+    docker_arg,
+    docker_duration,
+    duration,
+    env_table,
+    health_cmd,
+    image_ref,
+    keep,
+    list_of,
+    multiplier,
+    network,
+    nonempty_string,
+    one_of,
+    one_word,
+    platform_name,
+    port,
+    retries,
+    string,
+    type_name,
+    unit_name,
+    unknown,
+    user,
+    volume,
+)
 from .errors import ConfigError
-from .escape import UnsafeValueError, check_text, unit_value
-from .reference import ImageRef, ReferenceError, parse_reference
+from .reference import ImageRef
 
 DEFAULT_CONFIG_DIR = Path("/etc/pullunit")
 LOCK_SUFFIX = ".lock.toml"
@@ -44,33 +72,8 @@ NAME_MAX = 255
 APP_NAME_MAX = NAME_MAX - max(len(n.format("")) for n in _DERIVED_NAMES)
 _LONGEST = max(_DERIVED_NAMES, key=lambda n: len(n.format(""))).format("APP").replace(
     "0123456789ab", "<12 hex>")
-# A program argument (one word of an Exec*= line) is at most MAX_ARG_STRLEN = 32 pages,
-# 131072 bytes with its NUL, on Linux; a longer one fails execve() with E2BIG, so the run
-# unit would fail at every start.
-ARG_MAX_BYTES = 32 * 4096 - 1
-# All patterns below are used with fullmatch() (a "$" would let a trailing newline through)
-# and re.ASCII: Docker's grammars are ASCII, and Python's \d and \w are not.
+# fullmatch() and re.ASCII, as every pattern in configvalues.py.
 _APP_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]*", re.ASCII)
-_CONTAINER_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", re.ASCII)
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*", re.ASCII)
-_UNIT_NAME = re.compile(
-    r"[A-Za-z0-9:_.\\-]+(@[A-Za-z0-9:_.\\-]*)?"
-    r"\.(service|socket|device|mount|automount|swap|target|path|timer|slice|scope)", re.ASCII
-)
-_NETWORK = re.compile(r"(?:container:)?[a-zA-Z0-9][a-zA-Z0-9_.-]*", re.ASCII)
-_USER = re.compile(r"[a-z_][a-z0-9_-]*\$?(?::[a-z_][a-z0-9_-]*\$?)?|[0-9]+(?::[0-9]+)?"
-                   r"|[a-z_][a-z0-9_-]*:[0-9]+|[0-9]+:[a-z_][a-z0-9_-]*", re.ASCII)
-_VOLUME_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+", re.ASCII)
-_VOLUME_OPTS = frozenset({"ro", "rw", "z", "Z", "nocopy", "shared", "slave", "private",
-                          "rshared", "rslave", "rprivate", "delegated", "cached", "consistent"})
-_PORT_SPEC = re.compile(
-    r"(?:(?P<ip>\[[0-9a-fA-F:.]+\]|[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}):)?"
-    r"(?:(?P<host>[0-9]{1,5}(?:-[0-9]{1,5})?)?:)?"
-    r"(?P<container>[0-9]{1,5}(?:-[0-9]{1,5})?)(?:/(?P<proto>tcp|udp|sctp))?", re.ASCII
-)
-# docker run flags that would break the contract of the run unit: it must stay in the
-# foreground, be named as the unit expects, and never pull.
-_FORBIDDEN_DOCKER_ARGS = ("--pull", "--name", "-d", "--detach", "--rm")
 
 
 class Policy(enum.StrEnum):
@@ -194,378 +197,80 @@ class AppConfig:
         return self.unit.description or f"{self.name} container ({self.image.ref})"
 
 
-# ---------------------------------------------------------------------------------------
-# Validation helpers. Each takes the raw value and a `where` naming the dotted key.
-
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class _Where:
-    file: str
-    key: str
-
-    def child(self, name: str | int) -> _Where:
-        if isinstance(name, int):
-            return _Where(self.file, f"{self.key}[{name}]")
-        return _Where(self.file, f"{self.key}.{name}" if self.key else name)
-
-    def error(self, message: str, hint: str = "") -> ConfigError:
-        prefix = f"{self.file}: {self.key}: " if self.key else f"{self.file}: "
-        return ConfigError(prefix + message, hint)
-
-
-def _type_name(value: object) -> str:
-    return {str: "string", int: "integer", float: "float", bool: "boolean", list: "array",
-            dict: "table"}.get(type(value), type(value).__name__)
-
-
-def _string(value: object, where: _Where) -> str:
-    if not isinstance(value, str):
-        raise where.error(f"expected a string, got {_type_name(value)}")
-    try:
-        check_text(value)
-    except UnsafeValueError as e:
-        raise where.error(f"value {value!r} {e}") from None
-    return value
-
-
-def _nonempty_string(value: object, where: _Where) -> str:
-    s = _string(value, where)
-    if not s:
-        raise where.error("must not be empty")
-    return s
-
-
-def _bool(value: object, where: _Where) -> bool:
-    if not isinstance(value, bool):
-        raise where.error(f"expected true or false, got {_type_name(value)}")
-    return value
-
-
-def _list(item: Callable[[object, _Where], T]) -> Callable[[object, _Where], tuple[T, ...]]:
-    def parse(value: object, where: _Where) -> tuple[T, ...]:
-        if not isinstance(value, list):
-            raise where.error(f"expected an array, got {_type_name(value)}")
-        return tuple(item(v, where.child(i)) for i, v in enumerate(value))
-    return parse
-
-
-def _arg_size_error(size: int, where: _Where) -> ConfigError:
-    return where.error(f"is {size} bytes; one argument of a command can be at most "
-                       f"{ARG_MAX_BYTES} bytes (Linux MAX_ARG_STRLEN), so docker run "
-                       "would fail at every start")
-
-
-def _arg(item: Callable[[object, _Where], T]) -> Callable[[object, _Where], T]:
-    """A value that becomes one word of the run unit's `docker run` command line."""
-    def parse(value: object, where: _Where) -> T:
-        parsed = item(value, where)
-        size = len(str(parsed).encode())
-        if size > ARG_MAX_BYTES:
-            raise _arg_size_error(size, where)
-        return parsed
-    return parse
-
-
-def _enum(cls: type[enum.StrEnum]) -> Callable[[object, _Where], Any]:
-    def parse(value: object, where: _Where) -> Any:
-        s = _string(value, where)
-        try:
-            return cls(s)
-        except ValueError:
-            allowed = ", ".join(m.value for m in cls)
-            raise where.error(f"{s!r} is not a valid value; expected one of: {allowed}") from None
-    return parse
-
-
-def _duration(*, finite: bool = True, positive: bool = False) -> Callable[[object, _Where], float]:
-    def parse(value: object, where: _Where) -> float:
-        try:
-            seconds = parse_duration(value)
-        except DurationError as e:
-            raise where.error(str(e)) from None
-        if finite and math.isinf(seconds):
-            raise where.error("must be finite (\"infinity\" is not allowed here)")
-        if positive and seconds <= 0:
-            raise where.error("must be greater than zero")
-        return seconds
-    return parse
-
-
-def _abs_path(value: object, where: _Where) -> Path:
-    s = _nonempty_string(value, where)
-    if not s.startswith("/"):
-        raise where.error(f"path {s!r} must be absolute")
-    if "%" in s or "$" in s or "\\" in s:
-        raise where.error(f"path {s!r} must not contain '%', '$' or '\\'")
-    return Path(os.path.normpath(s))
-
-
-def _image_ref(value: object, where: _Where) -> ImageRef:
-    s = _nonempty_string(value, where)
-    try:
-        return parse_reference(s)
-    except ReferenceError as e:
-        raise where.error(str(e)) from None
-
-
-def _platform(value: object, where: _Where) -> str:
-    s = _nonempty_string(value, where)
-    try:
-        platform.parse(s)
-    except ValueError as e:
-        raise where.error(str(e)) from None
-    return s
-
-
-def _multiplier(value: object, where: _Where) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise where.error(f"expected a number, got {_type_name(value)}")
-    if not (1.0 <= value <= 100.0):
-        raise where.error(f"must be between 1.0 and 100.0, got {value}")
-    return float(value)
-
-
-def _keep(value: object, where: _Where) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise where.error(f"expected an integer, got {_type_name(value)}")
-    if not 1 <= value <= 100:
-        raise where.error(f"must be between 1 and 100, got {value}")
-    return value
-
-
-def _container_name(value: object, where: _Where) -> str:
-    s = _nonempty_string(value, where)
-    if not _CONTAINER_NAME.fullmatch(s):
-        raise where.error(f"invalid container name {s!r}; use letters, digits, '_', '.', '-'"
-                          " and start with a letter or digit")
-    return s
-
-
-def _env_table(value: object, where: _Where) -> tuple[tuple[str, str], ...]:
-    if not isinstance(value, dict):
-        raise where.error(f"expected a table of NAME = \"value\", got {_type_name(value)}")
-    out = []
-    for name, v in value.items():
-        w = where.child(name)
-        if not _ENV_NAME.fullmatch(name):
-            raise w.error(f"invalid environment variable name {name!r}; "
-                          "use letters, digits and '_', not starting with a digit")
-        word = (name, _string(v, w))
-        size = len("=".join(word).encode())  # one word: --env NAME=value
-        if size > ARG_MAX_BYTES:
-            raise _arg_size_error(size, w)
-        out.append(word)
-    return tuple(out)
-
-
-def _port(value: object, where: _Where) -> str:
-    s = _nonempty_string(value, where)
-    m = _PORT_SPEC.fullmatch(s)
-    if not m:
-        raise where.error(f"malformed port spec {s!r}; expected "
-                          "[IP:][HOST_PORT:]CONTAINER_PORT[/tcp|udp|sctp], e.g. \"8080:80\"")
-    if m.group("ip"):
-        try:
-            ipaddress.ip_address(m.group("ip").strip("[]"))
-        except ValueError:
-            raise where.error(f"malformed port spec {s!r}: {m.group('ip')!r} "
-                              "is not an IP address") from None
-    for part in ("host", "container"):
-        if m.group(part):
-            numbers = [int(n) for n in m.group(part).split("-")]
-            if any(not 1 <= n <= 65535 for n in numbers) or numbers != sorted(numbers):
-                raise where.error(f"malformed port spec {s!r}: ports are 1-65535, "
-                                  "ranges low-high")
-    return s
-
-
-def _volume(value: object, where: _Where) -> str:
-    s = _nonempty_string(value, where)
-    parts = s.split(":")
-    if len(parts) not in (2, 3):
-        raise where.error(f"malformed volume {s!r}; expected SOURCE:DEST[:OPTIONS]")
-    src, dst = parts[0], parts[1]
-    if src.startswith("/"):
-        pass
-    elif "/" in src or src.startswith("."):
-        raise where.error(f"volume source {src!r} must be an absolute path or a volume name "
-                          "(relative paths are not allowed)")
-    elif not _VOLUME_NAME.fullmatch(src):
-        raise where.error(f"invalid volume name {src!r}")
-    if not dst.startswith("/"):
-        raise where.error(f"volume destination {dst!r} must be an absolute path")
-    if len(parts) == 3:
-        bad = [o for o in parts[2].split(",") if o not in _VOLUME_OPTS]
-        if bad:
-            raise where.error(f"unknown volume option {bad[0]!r}; expected some of: "
-                              + ", ".join(sorted(_VOLUME_OPTS)))
-    return s
-
-
-def _network(value: object, where: _Where) -> str:
-    s = _nonempty_string(value, where)
-    if not _NETWORK.fullmatch(s):
-        raise where.error(f"invalid network {s!r}")
-    return s
-
-
-def _user(value: object, where: _Where) -> str:
-    s = _nonempty_string(value, where)
-    if not _USER.fullmatch(s):
-        raise where.error(f"invalid user {s!r}; expected USER, UID, USER:GROUP or UID:GID")
-    return s
-
-
-def _short_flags_detach(arg: str) -> bool:
-    """-dit, -td ...: combined short flags that include -d (only boolean flags combine)."""
-    if not arg.startswith("-") or arg.startswith("--") or len(arg) < 2:
-        return False
-    for letter in arg[1:]:
-        if letter == "d":
-            return True
-        if letter not in "itPq":
-            return False
-    return False
-
-
-def _docker_arg(value: object, where: _Where) -> str:
-    s = _string(value, where)
-    flag = s.split("=", 1)[0]
-    if _short_flags_detach(s):
-        flag = "-d"
-    if flag in _FORBIDDEN_DOCKER_ARGS:
-        raise where.error(f"{flag!r} is managed by pullunit and cannot be passed in docker_args",
-                          "the run unit never pulls, always runs in the foreground, and names "
-                          "the container from run.name")
-    return s
-
-
-# Docker keeps healthcheck durations as Go time.Duration: int64 nanoseconds, at least 1ms.
-_DOCKER_DURATION_MAX = (2**63 - 1) / 1e9
+# docker run flags [health] sets; passing them in run.docker_args too would conflict.
 _HEALTH_FLAGS = ("--health-cmd", "--health-interval", "--health-timeout", "--health-retries",
                  "--health-start-period", "--no-healthcheck")
 
 
-def _docker_duration(value: object, where: _Where) -> float:
-    seconds = _duration(positive=True)(value, where)
-    if seconds < 0.001:
-        raise where.error("must be at least 1ms (Docker's smallest healthcheck duration)")
-    if seconds > _DOCKER_DURATION_MAX:
-        raise where.error("is too long for Docker (at most about 292 years)")
-    return seconds
-
-
-def _health_cmd(value: object, where: _Where) -> tuple[str, ...]:
-    words = _list(_string)(value, where)
-    if not words or not words[0]:
-        raise where.error("must name a command, e.g. [\"/bin/check\", \"--quick\"]",
-                          "remove the key to use the image's own HEALTHCHECK")
-    return words
-
-
-def _retries(value: object, where: _Where) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise where.error(f"expected an integer, got {_type_name(value)}")
-    if not 1 <= value <= 1000:
-        raise where.error(f"must be between 1 and 1000, got {value}")
-    return value
-
-
-def _unit_name(value: object, where: _Where) -> str:
-    s = _nonempty_string(value, where)
-    if not _UNIT_NAME.fullmatch(s):
-        raise where.error(f"invalid unit name {s!r}; expected e.g. \"postgresql.service\" "
-                          "(no specifiers, no white space)")
-    return s
-
-
-def _description(value: object, where: _Where) -> str:
-    s = _nonempty_string(value, where)
-    try:
-        unit_value(s)
-    except UnsafeValueError as e:
-        raise where.error(f"value {s!r} {e}") from None
-    return s
-
-
 # key -> (parser, dataclass field). Order is the documented order.
-_Parser = Callable[[object, _Where], Any]
-_SCHEMA: dict[str, dict[str, _Parser]] = {
+_SCHEMA: dict[str, dict[str, Parser]] = {
     "image": {
-        "ref": _image_ref,
-        "platform": _platform,
-        "policy": _enum(Policy),
-        "auth_file": _abs_path,
-        "verify": _list(_string),
+        "ref": image_ref,
+        "platform": platform_name,
+        "policy": one_of(Policy),
+        "auth_file": abs_path,
+        "verify": list_of(string),
     },
     "pull": {
-        "initial_delay": _duration(positive=True),
-        "max_delay": _duration(positive=True),
-        "multiplier": _multiplier,
-        "jitter": _enum(Jitter),
-        "deadline": _duration(finite=False, positive=True),
-        "stall_timeout": _duration(finite=False, positive=True),
-        "refresh_timeout": _duration(positive=True),
-        "rate_limit_delay": _duration(),
-        "retry_permanent": _bool,
-        "keep": _keep,
-        "archive": _bool,
+        "initial_delay": duration(positive=True),
+        "max_delay": duration(positive=True),
+        "multiplier": multiplier,
+        "jitter": one_of(Jitter),
+        "deadline": duration(finite=False, positive=True),
+        "stall_timeout": duration(finite=False, positive=True),
+        "refresh_timeout": duration(positive=True),
+        "rate_limit_delay": duration(),
+        "retry_permanent": boolean,
+        "keep": keep,
+        "archive": boolean,
     },
     "run": {
-        "name": _arg(_container_name),
-        "command": _list(_arg(_string)),
-        "entrypoint": _arg(_nonempty_string),
-        "env": _env_table,
-        "env_files": _list(_arg(_abs_path)),
-        "ports": _list(_port),
-        "volumes": _list(_arg(_volume)),
-        "network": _arg(_network),
-        "user": _arg(_user),
-        "docker_args": _list(_arg(_docker_arg)),
-        "restart": _enum(Restart),
-        "restart_sec": _duration(),
-        "stop_timeout": _duration(),
+        "name": one_word(container_name),
+        "command": list_of(one_word(string)),
+        "entrypoint": one_word(nonempty_string),
+        "env": env_table,
+        "env_files": list_of(one_word(abs_path)),
+        "ports": list_of(port),
+        "volumes": list_of(one_word(volume)),
+        "network": one_word(network),
+        "user": one_word(user),
+        "docker_args": list_of(one_word(docker_arg)),
+        "restart": one_of(Restart),
+        "restart_sec": duration(),
+        "stop_timeout": duration(),
     },
     "unit": {
-        "description": _description,
-        "after": _list(_unit_name),
-        "wants": _list(_unit_name),
-        "requires": _list(_unit_name),
-        "wanted_by": _list(_unit_name),
+        "description": description,
+        "after": list_of(unit_name),
+        "wants": list_of(unit_name),
+        "requires": list_of(unit_name),
+        "wanted_by": list_of(unit_name),
     },
     "health": {
-        "enabled": _bool,
-        "cmd": _health_cmd,
-        "interval": _docker_duration,
-        "timeout": _docker_duration,
-        "retries": _retries,
-        "start_period": _docker_duration,
-        "start_timeout": _duration(positive=True),
+        "enabled": boolean,
+        "cmd": health_cmd,
+        "interval": docker_duration,
+        "timeout": docker_duration,
+        "retries": retries,
+        "start_period": docker_duration,
+        "start_timeout": duration(positive=True),
     },
     "update": {
-        "auto": _bool,
+        "auto": boolean,
     },
 }
 REQUIRED = {("image", "ref")}
 
 
-def _unknown(name: str, valid: list[str], where: _Where, what: str) -> ConfigError:
-    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
-    suggestion = f"; did you mean {close[0]!r}?" if close else f"; valid: {', '.join(valid)}"
-    return where.error(f"unknown {what} {name!r}{suggestion}")
-
-
-def _parse_table(table: str, raw: object, where: _Where) -> dict[str, Any]:
+def _parse_table(table: str, raw: object, where: Where) -> dict[str, Any]:
     if not isinstance(raw, dict):
-        raise where.error(f"expected a table [{table}], got {_type_name(raw)}")
+        raise where.error(f"expected a table [{table}], got {type_name(raw)}")
     schema = _SCHEMA[table]
     out: dict[str, Any] = {}
     for key, value in raw.items():
         w = where.child(key)
         if key not in schema:
-            raise _unknown(key, list(schema), w, "key")
+            raise unknown(key, list(schema), w, "key")
         out[key] = schema[key](value, w)
     for t, k in REQUIRED:
         if t == table and k not in out:
@@ -574,7 +279,7 @@ def _parse_table(table: str, raw: object, where: _Where) -> dict[str, Any]:
 
 
 def validate_app_name(name: str, file: str) -> str:
-    w = _Where(file, "")
+    w = Where(file, "")
     if not name or len(name) > APP_NAME_MAX:
         raise w.error(f"app name {name!r} must be 1 to {APP_NAME_MAX} characters: the "
                       f"longest file named after it, {_LONGEST!r}, must "
@@ -599,10 +304,10 @@ def parse_app(name: str, data: Mapping[str, Any], path: Path) -> AppConfig:
     """Validate a decoded TOML document into an AppConfig."""
     file = str(path)
     validate_app_name(name, file)
-    root = _Where(file, "")
+    root = Where(file, "")
     for table in data:
         if table not in _SCHEMA:
-            raise _unknown(table, list(_SCHEMA), root.child(table), "table")
+            raise unknown(table, list(_SCHEMA), root.child(table), "table")
     if "image" not in data:
         raise root.child("image").error("table [image] with 'ref' is required")
     tables = {t: _parse_table(t, data.get(t, {}), root.child(t)) for t in _SCHEMA}
@@ -614,7 +319,7 @@ def parse_app(name: str, data: Mapping[str, Any], path: Path) -> AppConfig:
 
     run_values = tables["run"]
     if "name" not in run_values:
-        if not _CONTAINER_NAME.fullmatch(name):
+        if not CONTAINER_NAME.fullmatch(name):
             raise root.child("run").child("name").error(
                 f"is required: the app name {name!r} is not a valid container name")
         run_values["name"] = name
@@ -636,7 +341,7 @@ def parse_app(name: str, data: Mapping[str, Any], path: Path) -> AppConfig:
     )
 
 
-def _check_health(health: HealthConfig, run: RunConfig, where: _Where) -> None:
+def _check_health(health: HealthConfig, run: RunConfig, where: Where) -> None:
     if (health.interval is not None and health.enabled
             and health.start_timeout <= health.interval):
         raise where.child("start_timeout").error(
@@ -645,13 +350,13 @@ def _check_health(health: HealthConfig, run: RunConfig, where: _Where) -> None:
     if health.docker_options:
         for i, arg in enumerate(run.docker_args):
             if arg.split("=", 1)[0] in _HEALTH_FLAGS:
-                raise _Where(where.file, f"run.docker_args[{i}]").error(
+                raise Where(where.file, f"run.docker_args[{i}]").error(
                     f"{arg.split('=', 1)[0]!r} conflicts with the [health] table",
                     "set the healthcheck in [health] only")
 
 
 def _check_update(update: UpdateConfig, image: ImageConfig, health: HealthConfig,
-                  where: _Where) -> None:
+                  where: Where) -> None:
     if not update.auto:
         return
     w = where.child("auto")

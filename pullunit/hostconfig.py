@@ -1,6 +1,6 @@
 """Host-wide settings: CONFIG_DIR/pullunit.toml (/etc/pullunit/pullunit.toml).
 
-Validated exactly like an app config (config.py's helpers): strict keys per table with a
+Validated exactly like an app config (configvalues.py's parsers): strict keys per table with a
 suggestion for a typo, every error naming the file and the dotted key (exit 78), frozen
 dataclasses out. No file means the defaults.
 
@@ -12,12 +12,13 @@ once. Tables today: [metrics]. The file is meant to grow (host-wide mirrors as
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import HOST_CONFIG_NAME, _abs_path, _bool, _type_name, _unknown, _Where
+from .config import HOST_CONFIG_NAME
+from .configvalues import Parser, Where, abs_path, boolean, type_name, unknown
 from .errors import ConfigError
 
 # Where Debian's prometheus-node-exporter reads *.prom files (its textfile collector).
@@ -46,36 +47,33 @@ class HostConfig:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
 
-_Parser = Callable[[object, _Where], Any]
-
-
-def _table(cls: type, keys: Mapping[str, _Parser]) -> _Parser:
+def _table(cls: type, keys: Mapping[str, Parser]) -> Parser:
     """A [table] with exactly these keys, into `cls` (field names = key names)."""
-    def parse(value: object, where: _Where) -> Any:
+    def parse(value: object, where: Where) -> Any:
         if not isinstance(value, dict):
-            raise where.error(f"expected a table [{where.key}], got {_type_name(value)}")
+            raise where.error(f"expected a table [{where.key}], got {type_name(value)}")
         out: dict[str, Any] = {}
         for key, v in value.items():
             w = where.child(key)
             if key not in keys:
-                raise _unknown(key, list(keys), w, "key")
+                raise unknown(key, list(keys), w, "key")
             out[key] = keys[key](v, w)
         return cls(**out)
     return parse
 
 
 # top-level key (a table or a value) -> (HostConfig field, parser)
-_SCHEMA: dict[str, tuple[str, _Parser]] = {
-    "metrics": ("metrics", _table(MetricsConfig, {"enabled": _bool, "dir": _abs_path})),
+_SCHEMA: dict[str, tuple[str, Parser]] = {
+    "metrics": ("metrics", _table(MetricsConfig, {"enabled": boolean, "dir": abs_path})),
 }
 
 
 def parse_host(data: Mapping[str, Any], path: Path) -> HostConfig:
-    root = _Where(str(path), "")
+    root = Where(str(path), "")
     values: dict[str, Any] = {}
     for key, raw in data.items():
         if key not in _SCHEMA:
-            raise _unknown(key, list(_SCHEMA), root.child(key), "table or key")
+            raise unknown(key, list(_SCHEMA), root.child(key), "table or key")
         name, parse = _SCHEMA[key]
         values[name] = parse(raw, root.child(key))
     return HostConfig(path=path, **values)

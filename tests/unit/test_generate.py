@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from pullunit import paths
-from pullunit.config import APP_NAME_MAX, ARG_MAX_BYTES
+from pullunit.config import APP_NAME_MAX
+from pullunit.configvalues import ARG_MAX_BYTES
 from pullunit.durations import MAX_SECONDS
 from pullunit.errors import ExitCode, PullunitError
 from pullunit.render import UNIT_LINE_MAX, UnitFile
