@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from ..regclient import Deadline
+from ..boundedhttp import Deadline
 from . import daemon, host, image, journal, network, path, registry
 from .context import Context
 from .model import Check, Options, Status, Tally, Target

@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from ..boundedhttp import Deadline, Response
 from ..classify import FailureClass
 from ..dockerconf import RegistryConfig
 from ..hints import HintContext, fix_for
 from ..platform import architecture_of_machine
 from ..reference import DEFAULT_REGISTRY, ImageRef
-from ..regclient import Challenge, Deadline, Response, Session, pick_challenge
+from ..regclient import Challenge, Session, pick_challenge
 from .model import Options, Target
 
 HUB_API_HOST = "registry-1.docker.io"  # where dockerd sends docker.io requests

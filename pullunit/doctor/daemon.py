@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ..boundedhttp import with_timeout
 from ..classify import FailureClass
 from ..dockerconf import (
     LOOPBACK_CIDR,
@@ -20,7 +21,6 @@ from ..dockerconf import (
 )
 from ..engine import docker_host, platform_of
 from ..reference import DEFAULT_REGISTRY
-from ..regclient import with_timeout
 from .context import Context, Daemon
 from .model import Check, Status, short
 

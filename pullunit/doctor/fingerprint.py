@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
+from ..boundedhttp import with_timeout
 from ..dockerconf import DaemonJsonError, parse_daemon_json, proxy_env, redact_proxies
-from ..regclient import with_timeout
 from .model import Options
 
 # daemon.json keys that change how images are pulled (dockerd's config); the others

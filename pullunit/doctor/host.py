@@ -6,6 +6,7 @@ import contextlib
 import os
 from pathlib import Path
 
+from ..boundedhttp import human_bytes, with_timeout
 from ..classify import FailureClass
 from ..dockerconf import (
     is_loopback,
@@ -17,7 +18,6 @@ from ..dockerconf import (
     redact_url,
     registry_port,
 )
-from ..regclient import human_bytes, with_timeout
 from .context import Context
 from .model import Check, Status, short
 from .verdicts import disk_status

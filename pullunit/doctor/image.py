@@ -7,9 +7,9 @@ import json
 import ssl
 
 from .. import platform
+from ..boundedhttp import WatchdogTimeout, describe_oserror, human_bytes, with_timeout
 from ..classify import FailureClass
 from ..reference import DEFAULT_REGISTRY, ReferenceError, parse_reference
-from ..regclient import WatchdogTimeout, describe_oserror, human_bytes, with_timeout
 from .context import HUB_API_HOST, Context
 from .model import Check, Status
 from .verdicts import config_platform, manifest_platforms

@@ -8,8 +8,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..boundedhttp import TIMEOUT
 from ..dockerconf import DEFAULT_DAEMON_JSON
-from ..regclient import TIMEOUT
 
 DEFAULT_CERTS_D = Path("/etc/docker/certs.d")
 DEFAULT_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")

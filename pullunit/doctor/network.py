@@ -10,11 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..classify import FailureClass
-from ..dockerconf import is_insecure, is_loopback, registry_config_from_entries, registry_port
-from ..regclient import (
+from ..boundedhttp import (
     Endpoint,
-    Session,
     WatchdogTimeout,
     describe_oserror,
     handshake,
@@ -22,6 +19,9 @@ from ..regclient import (
     load_certs_dir,
     resolve,
 )
+from ..classify import FailureClass
+from ..dockerconf import is_insecure, is_loopback, registry_config_from_entries, registry_port
+from ..regclient import Session
 from ..x509info import CertInfo, cert_info, describe_cert
 from .context import Context
 from .model import Check, Status, short

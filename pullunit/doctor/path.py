@@ -10,21 +10,21 @@ import json
 import ssl
 from typing import Any
 
-from ..classify import FailureClass
-from ..dockerconf import proxy_for, registry_port
-from ..platform import Platform, matches
-from ..regclient import (
+from ..boundedhttp import (
     Deadline,
     Endpoint,
     Proxy,
     ProxyError,
-    Session,
     describe_oserror,
     human_bytes,
     load_certs_dir,
     proxy_from_url,
     request,
 )
+from ..classify import FailureClass
+from ..dockerconf import proxy_for, registry_port
+from ..platform import Platform, matches
+from ..regclient import Session
 from .context import Context
 from .model import Check, Status
 from .verdicts import MANIFEST_TYPES

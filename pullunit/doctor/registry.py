@@ -8,17 +8,10 @@ import json
 import os
 import ssl
 
+from ..boundedhttp import WatchdogTimeout, describe_oserror, with_timeout
 from ..classify import FailureClass
 from ..errors import PullunitError
-from ..regclient import (
-    TokenError,
-    TokenProblem,
-    WatchdogTimeout,
-    basic_authorization,
-    describe_oserror,
-    registry_errors,
-    with_timeout,
-)
+from ..regclient import TokenError, TokenProblem, basic_authorization, registry_errors
 from .context import Context, Manifest
 from .model import Check, Status
 from .verdicts import MANIFEST_TYPES, MEDIA_NAMES, clock_skew, skew_status

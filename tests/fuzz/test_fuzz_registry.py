@@ -34,8 +34,8 @@ from typing import Any
 
 import pytest
 
+from pullunit.boundedhttp import TIMEOUT
 from pullunit.doctor import CHECKS
-from pullunit.regclient import TIMEOUT
 from tests import testbed as tb
 from tests.fuzz import gen
 from tests.fuzz.harness import (

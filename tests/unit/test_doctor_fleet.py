@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from pullunit import state, stats
+from pullunit.boundedhttp import Deadline, Endpoint, ProxyError, proxy_from_url, request
 from pullunit.doctor import Check, Options, Status, Target, Verdict
 from pullunit.doctor.context import Context
 from pullunit.doctor.fingerprint import (
@@ -34,14 +35,7 @@ from pullunit.doctor.journal import daemon_log
 from pullunit.doctor.network import ip_versions
 from pullunit.doctor.verdicts import tally
 from pullunit.reference import parse_reference
-from pullunit.regclient import (
-    Deadline,
-    Endpoint,
-    ProxyError,
-    Session,
-    proxy_from_url,
-    request,
-)
+from pullunit.regclient import Session
 from tests.testbed.connectproxy import ConnectProxy
 
 # -- the --repeat tally -----------------------------------------------------------------

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from pullunit import doctor
+from pullunit.boundedhttp import Deadline, WatchdogTimeout, human_bytes, with_timeout
 from pullunit.dockerconf import (
     DaemonJson,
     DaemonJsonError,
@@ -52,14 +53,10 @@ from pullunit.platform import matches as platform_matches
 from pullunit.reference import parse_reference
 from pullunit.regclient import (
     Challenge,
-    Deadline,
-    WatchdogTimeout,
-    human_bytes,
     parse_www_authenticate,
     pick_challenge,
     registry_errors,
     token_url,
-    with_timeout,
 )
 from pullunit.x509info import cert_info, describe_cert
 
