@@ -11,13 +11,12 @@ once. Tables today: [metrics]. The file is meant to grow (host-wide mirrors as
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import HOST_CONFIG_NAME
+from .config import HOST_CONFIG_NAME, read_toml
 from .configvalues import Parser, Where, abs_path, boolean, type_name, unknown
 from .errors import ConfigError
 
@@ -87,14 +86,9 @@ def load_host(config_dir: Path) -> HostConfig:
     """CONFIG_DIR/pullunit.toml, validated; the defaults when there is none."""
     path = host_config_path(config_dir)
     try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError:
-        return HostConfig(path)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"Cannot read {path}: {e}") from e
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"Cannot read {path}: not valid UTF-8 ({e.reason})") from e
-    except OSError as e:
-        raise ConfigError(f"Cannot read {path}: {e.strerror}") from e
+        data = read_toml(path)  # the one reader: deep nesting or huge numbers are 78, too
+    except ConfigError as e:
+        if isinstance(e.__cause__, FileNotFoundError):
+            return HostConfig(path)
+        raise
     return parse_host(data, path)

@@ -112,3 +112,14 @@ def test_an_app_cannot_be_called_pullunit(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as e:
         load_app(path)
     assert "app name 'pullunit' is reserved" in e.value.message
+
+
+@pytest.mark.parametrize("text", ["[metrics]\nx = " + "[" * 2000 + "]" * 2000 + "\n",
+                                  "[metrics]\nenabled = 1" + "0" * 5000 + "\n"])
+def test_a_host_config_nobody_could_write_is_a_config_error(tmp_path: Path, text: str) -> None:
+    """The same reader as app configs: nesting too deep or a number too long is exit 78
+    naming the file, never an internal error."""
+    (tmp_path / "pullunit.toml").write_text(text)
+    with pytest.raises(ConfigError) as e:
+        load_host(tmp_path)
+    assert str(tmp_path / "pullunit.toml") in e.value.message
