@@ -263,10 +263,14 @@ def _systemd_reads_back(units: list[tuple[int, AppConfig, Path]]) -> list[Findin
                 if sdtools.exec_argv(pull_start) != pull_argv(app, cfg, EXE):
                     problems.append("ExecStart= of the pull unit does not read back as "
                                     "configured")
-                if run.exec_lines.get("ExecStartPre") and sdtools.exec_argv(
-                        run.exec_lines["ExecStartPre"][0]) != [paths.DOCKER, "rm", "--force",
-                                                              app.run.name]:
-                    problems.append("ExecStartPre= does not read back as configured")
+                # ExecStartPre= removes a container left by an unclean stop: the script
+                # (render.rm_argv) gets the marker, docker and the container name as words
+                pre = run.exec_lines.get("ExecStartPre")
+                if pre:
+                    argv = sdtools.exec_argv(pre[0])
+                    if (argv[:2] != ["/bin/sh", "-c"] or argv[-2:] != [paths.DOCKER, app.run.name]
+                            or not argv[-3].endswith(f"/{app.name}.stopped")):
+                        problems.append("ExecStartPre= does not read back as configured")
             except (ValueError, KeyError) as e:
                 problems.append(f"unexpected Exec lines: {e}")
         if problems:
