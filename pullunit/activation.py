@@ -17,7 +17,7 @@ from typing import Any
 from . import state
 from .classify import Failure
 from .config import AppConfig
-from .engine import LocalImage
+from .engine import Engine, LocalImage
 from .reference import ImageRef
 
 log = logging.getLogger("pullunit")
@@ -55,14 +55,16 @@ def locate(app: AppConfig, image_id: str, label: str, *, inspect: Inspect,
 
 def activate(app: AppConfig, st: state.AppState, ref: ImageRef, image: LocalImage, *,
              digest: str | None = None, failure: Failure | None = None,
-             lock_source: str | None = None, api: Api | None = None) -> Activated:
+             lock_source: str | None = None, api: Api | None = None,
+             engine: Engine | None = None) -> Activated:
     """Make `image` (already checked by the caller) the one the run unit starts.
 
     `ref` is what was pulled (it names the repository the digest is looked up under);
     `digest` is the registry digest when the caller knows it better than the image does
     (one loaded from its archive has no RepoDigests). `failure` is recorded as the last
     failure (a fallback); `lock_source` also pins the digest in APP.lock.toml; `api`
-    keeps a rollback archive when [pull] archive is on.
+    keeps a rollback archive when [pull] archive is on; `engine` tags the kept images so
+    that `docker image prune` leaves them (see hold_history).
     """
     reference = image.run_reference(ref)
     digest = digest or image.digest_for(ref)
@@ -77,6 +79,7 @@ def activate(app: AppConfig, st: state.AppState, ref: ImageRef, image: LocalImag
             log.warning("%s has no registry digest; the next pull follows %s again",
                         reference, app.image.ref)
     state.write_env_file(app.name, reference)
+    before = st
     st = state.record_ready(st, str(app.image.ref), reference, digest, image.id,
                             app.pull.keep)
     if failure is not None:
@@ -85,7 +88,50 @@ def activate(app: AppConfig, st: state.AppState, ref: ImageRef, image: LocalImag
     if api is not None:
         keep_archive(app, st, image.id, api)
     state.save(st)
+    if engine is not None:
+        hold_history(app.name, before, st, image, engine)
     return Activated(reference, digest, st)
+
+
+# An image pulled by digest, or one whose tag moved on to a newer digest, has no tag
+# left: dockerd 20.10 counts it as dangling, and a routine `docker image prune` deletes
+# the very images rollback, update and the fallback need. Each image of an app's history
+# (and its prefetched one) therefore carries a tag of pullunit's own while it is kept.
+KEEP_REPO = "localhost/pullunit-keep"
+
+
+def keep_tag(app: str, image_id: str) -> str:
+    """KEEP_REPO's tag for one image of one app (a tag is at most 128 characters, an app
+    name up to 223: the app goes in as a checksum; two apps may keep the same image)."""
+    import zlib
+
+    return f"{zlib.crc32(app.encode()):08x}-{image_id.removeprefix('sha256:')}"
+
+
+def _kept(st: state.AppState) -> set[str]:
+    ids = {e.image_id for e in st.history}
+    if st.current is not None:
+        ids.add(st.current.image_id)
+    if st.prefetched is not None:
+        ids.add(st.prefetched.image_id)
+    return ids
+
+
+def hold_history(app: str, before: state.AppState, after: state.AppState, image: LocalImage,
+                 engine: Engine) -> None:
+    """Tag `image` (now kept) unless it has the tag already (a warm start asks nothing),
+    and untag the images that left the history. Failing is only a warning: the app runs."""
+    from .errors import PullunitError
+
+    try:
+        tag = keep_tag(app, image.id)
+        if f"{KEEP_REPO}:{tag}" not in image.repo_tags:
+            engine.hold(image.id, KEEP_REPO, tag)
+        for gone in sorted(_kept(before) - _kept(after)):
+            engine.release(f"{KEEP_REPO}:{keep_tag(app, gone)}")
+    except PullunitError as e:
+        log.warning("cannot tag the kept images of %s (docker image prune may remove them): "
+                    "%s", app, e.message)
 
 
 def keep_archive(app: AppConfig, st: state.AppState, image_id: str, api: Api) -> None:

@@ -144,6 +144,24 @@ class SdkEngine:
     def run_verify(self, image: str, args: tuple[str, ...], timeout: float) -> tuple[int, str]:
         return run_verify(self.api, image, args, timeout)
 
+    def hold(self, image_id: str, repo: str, tag: str) -> None:
+        try:
+            self.api.tag(image_id, repo, tag)
+        except Exception as e:
+            raise from_exception(e) from e
+
+    def release(self, name: str) -> None:
+        try:
+            self.api.remove_image(name, noprune=True)
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError as e:
+            if e.status_code == 409:  # a container uses it
+                return
+            raise from_exception(e) from e
+        except Exception as e:
+            raise from_exception(e) from e
+
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.api.close()

@@ -174,6 +174,13 @@ class Engine(Protocol):
     def run_verify(self, image: str, args: tuple[str, ...], timeout: float) -> tuple[int, str]:
         """Run image once with args, without network; (exit status, last output)."""
 
+    def hold(self, image_id: str, repo: str, tag: str) -> None:
+        """Tag image_id as repo:tag (keeps an untagged image from `docker image prune`)."""
+
+    def release(self, name: str) -> None:
+        """Remove the tag `name`; an image left without references goes, one in use or
+        already gone is no error."""
+
     def close(self) -> None: ...
 
 
@@ -387,6 +394,27 @@ class LiteEngine:
         return registry_silent(ref, waited)
 
     # -- docker-py for the rest ----------------------------------------------------------
+    def hold(self, image_id: str, repo: str, tag: str) -> None:
+        q = urllib.parse.urlencode({"repo": repo, "tag": tag})
+        reply = self._call_bounded("POST", f"/images/{urllib.parse.quote(image_id, safe='')}"
+                                           f"/tag?{q}")
+        if reply.status != 201:
+            raise EngineUnavailable(f"tag {image_id[:19]} {repo}:{tag}: HTTP {reply.status}: "
+                                    f"{reply.message()}", self.host)
+
+    def release(self, name: str) -> None:
+        reply = self._call_bounded("DELETE", f"/images/{urllib.parse.quote(name, safe='')}"
+                                             "?noprune=1")
+        if reply.status not in (200, 404, 409):  # 409: a container uses it: keep it
+            raise EngineUnavailable(f"untag {name}: HTTP {reply.status}: {reply.message()}",
+                                    self.host)
+
+    def _call_bounded(self, method: str, url: str) -> _Reply:
+        try:
+            return self._call(method, url)
+        except _Quiet as e:
+            raise EngineUnavailable(f"{method} {url}: {e}", self.host) from None
+
     def _sdk_engine(self) -> Engine:
         if self._sdk is None:
             from . import dockerapi

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from . import engine as enginelib
 from . import platform, retry, state, stats
-from .activation import activate, keep_archive, locate
+from .activation import activate, hold_history, keep_archive, locate
 from .classify import Failure, FailureClass, PullFailed, fail
 from .config import AppConfig, Policy
 from .durations import human
@@ -344,7 +344,7 @@ class Puller:
     def _ready(self, image: LocalImage, source: Source,
                failure: Failure | None = None) -> Outcome:
         done = activate(self.app, self.state, self.ref, image, failure=failure,
-                        api=self._api)
+                        api=self._api, engine=self.engine)
         self.state = done.state
         reference = done.reference
         elapsed = self.clock() - self.start
@@ -363,9 +363,12 @@ class Puller:
 
     def _prefetched(self, image: LocalImage) -> Outcome:
         reference = image.run_reference(self.ref)
+        before = self.state
         self.state = state.record_prefetch(self.state, str(self.app.image.ref), reference,
                                            image.digest_for(self.ref), image.id)
         state.save(self.state)
+        if self.engine is not None:
+            hold_history(self.app.name, before, self.state, image, self.engine)
         keep_archive(self.app, self.state, image.id, self._api)
         return Outcome(reference, image, Source.PREFETCHED, self.attempts,
                        self.clock() - self.start)

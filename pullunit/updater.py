@@ -28,7 +28,7 @@ from . import pinning, state
 from .activation import activate, locate
 from .applock import BACKGROUND_WAIT, OPERATOR_WAIT, app_lock
 from .config import AppConfig, Policy
-from .engine import LocalImage
+from .engine import Engine, LocalImage
 from .errors import ExitCode, Interrupted, PullunitError
 from .reference import DIGEST_RE, ImageRef, ReferenceError, parse_reference
 from .systemd import UnitState
@@ -73,6 +73,7 @@ class Edges:
     unit: Callable[[str], UnitState]
     restart: Callable[[str, float], UnitState]  # restart and wait for the gate
     api: Callable[[], Any]  # docker-py, for rollback archives
+    engine: Callable[[], Engine] | None = None  # tags kept images (activation.hold_history)
 
 
 class Failed(Exception):
@@ -129,6 +130,9 @@ class Updater:
         self.rollback = rollback
         self.auto = auto
         self.clock = clock
+
+    def _engine(self) -> Engine | None:
+        return self.edges.engine() if self.edges.engine is not None else None
 
     def _lock(self) -> Any:
         # the timer's round may wait out a pull in progress; an operator hears sooner
@@ -197,7 +201,7 @@ class Updater:
             st = state.load(app.name)
             history = st.history
             done = activate(app, st, pull_ref, image, digest=digest, lock_source="update",
-                            api=self.edges.api)
+                            api=self.edges.api, engine=self._engine())
         to_ref = done.reference
         if not running:
             log.info("%s: switched to %s; %s is not running, so nothing was started",
@@ -240,7 +244,7 @@ class Updater:
             done = activate(app, state.load(app.name), app.image.ref, previous,
                             digest=before.digest,
                             lock_source="rollback" if before.digest else None,
-                            api=self.edges.api)
+                            api=self.edges.api, engine=self._engine())
             if not before.digest:  # no digest to pin: leave the lock as it was
                 pinning.restore(app, saved_lock)
             state.save(state.forget(done.state, failed.id, history, app.pull.keep))

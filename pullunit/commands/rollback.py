@@ -57,8 +57,9 @@ def run(args: argparse.Namespace) -> int:
     with app_lock(app.name, lambda m: log.info("%s", m), timeout=OPERATOR_WAIT):
         st = state.load(app.name)
         target = _choose(st, args.to)
-        image = locate(app, target.image_id, target.reference,
-                       inspect=LiteEngine().inspect, api=_connect)
+        engine = LiteEngine()
+        image = locate(app, target.image_id, target.reference, inspect=engine.inspect,
+                       api=_connect)
         if image is None:
             raise PullunitError(
                 f"{target.reference} is no longer present locally"
@@ -66,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
                 ExitCode.NOINPUT, "pull it when the registry is back: pullunit pin, then "
                 "systemctl restart " + app.pull_unit)
         done = activate(app, st, app.image.ref, image, digest=target.digest,
-                        lock_source="rollback")
+                        lock_source="rollback", engine=engine)
         metrics.record_rollback(host.metrics, app.name, done.state)
     print(f"{app.name}: rolled back to {done.reference}")
     if restart:

@@ -30,7 +30,7 @@ from .. import paths
 from ..classify import PullFailed
 from ..cli import config_dir
 from ..config import AppConfig, app_files, app_name_of, load_app, resolve_app
-from ..engine import EngineUnavailable, LiteEngine, LocalImage
+from ..engine import Engine, EngineUnavailable, LiteEngine, LocalImage
 from ..errors import ConfigError, ExitCode, Interrupted, PullunitError
 from ..reference import ImageRef
 from ..updater import Edges, Failed, Outcome, Result, Updater
@@ -105,7 +105,13 @@ class _RealEdges:
         return Edges(resolve=self.resolve, pull=self.pull, inspect=self.inspect,
                      unit=systemd.unit_state,
                      restart=lambda unit, bound: systemd.restart(unit, timeout=bound),
-                     api=self.api)
+                     api=self.api, engine=_connect_engine)
+
+
+def _connect_engine() -> Engine:
+    from ..engine import connect
+
+    return connect()
 
 
 def _apps(args: argparse.Namespace) -> list[AppConfig | Outcome]:

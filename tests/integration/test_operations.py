@@ -181,3 +181,47 @@ def test_pin_and_prefetch_go_on_past_a_broken_app(client: Any, bed: Bed,
         assert (rows["b"]["status"], rows["b"]["class"]) == ("failed", "config")
         assert (rows["c"]["status"], rows["c"]["class"]) == ("failed", "config")
         assert "c.lock.toml" in rows["c"]["message"]
+
+
+def test_docker_image_prune_leaves_the_history(client: Any, bed: Bed, tmp_path: Path) -> None:
+    """An image whose tag moved on to a newer digest (or one pulled by digest) has no tag:
+    dockerd counts it as dangling, and a routine `docker image prune` deleted exactly the
+    images rollback and update need. pullunit tags each kept image while it is kept."""
+    import secrets
+
+    mark = f"pullunit.test.prune={secrets.token_hex(6)}"  # prune only this test's images
+
+    def push(n: int) -> images.Pushed:
+        return images.make_busybox_image(client, reg.ref("team/pr", "1"),
+                                         extra_files={"/serial": f"{n}-{mark}\n"},
+                                         changes=['CMD ["/bin/sh"]', f"LABEL {mark}"])
+
+    def prune() -> None:
+        client.images.prune(filters={"dangling": True, "label": mark})
+
+    def tags_of(image_id: str) -> list[str]:
+        try:
+            return client.images.get(image_id).attrs.get("RepoTags") or []
+        except Exception:  # gone
+            return []
+
+    with Registry("pr", storage=tmp_path / "st") as reg:
+        v1 = push(1)
+        app = bed.app("pr", image_config(v1.ref, 'policy = "always"\n' + FAST))
+        assert bed.pull(app).code == 0
+        v2 = push(2)  # the tag moves on: v1 keeps only pullunit's own tag
+        assert bed.pull(app).out["image"] == v2.pinned
+        prune()
+        assert client.images.get(v1.image_id)  # still there
+        p = run(bed, "rollback", "pr", "--no-restart")
+        assert p.returncode == 0, p.stderr
+        assert bed.env_file(app) == f"PULLUNIT_IMAGE={v1.pinned}\n"
+        # keep = 1: what leaves the history loses pullunit's tag, and a prune may take it
+        bed.app("pr", image_config(v1.ref, 'policy = "always"\n' + FAST + "keep = 1\n"))
+        assert run(bed, "pin", "pr").returncode == 0  # follow the tag again (v2)
+        assert bed.pull(app).out["image"] == v2.pinned
+        assert not [t for t in tags_of(v1.image_id) if "pullunit-keep" in t]
+        assert [t for t in tags_of(v2.image_id) if "pullunit-keep" in t]
+        prune()
+        assert tags_of(v1.image_id) == []
+        client.images.remove(v2.image_id, force=True)
