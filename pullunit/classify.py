@@ -133,10 +133,11 @@ class PullFailed(PullunitError):
                          failure.exit_code, hint)
         self.failure = failure
 
-
-def fail(cls: FailureClass, message: str) -> PullFailed:
-    # Daemon texts quote registry answers: no credential, no raw terminal control.
-    return PullFailed(Failure(cls, printable(redact(message))))
+    @staticmethod
+    def of(cls: FailureClass, message: str) -> PullFailed:
+        """The exception for a failure of class `cls` (the caller raises or returns it).
+        Daemon texts quote registry answers: no credential, no raw terminal control."""
+        return PullFailed(Failure(cls, printable(redact(message))))
 
 
 def classify(message: str, status_code: int | None = None) -> FailureClass:

@@ -22,7 +22,7 @@ from . import platform
 from .durations import DurationError, parse_duration
 from .errors import ConfigError
 from .escape import UnsafeValueError, check_text, unit_value
-from .reference import ImageRef, ReferenceError, parse_reference
+from .reference import BadReference, ImageRef, parse_reference
 
 DEFAULT_CONFIG_DIR = Path("/etc/pullunit")
 LOCK_SUFFIX = ".lock.toml"
@@ -275,7 +275,7 @@ def _image_ref(value: object, where: _Where) -> ImageRef:
     s = _nonempty_string(value, where)
     try:
         return parse_reference(s)
-    except ReferenceError as e:
+    except BadReference as e:
         raise where.error(str(e)) from None
 
 

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from .classify import Failure, FailureClass, PullFailed, classify, fail
+from .classify import Failure, FailureClass, PullFailed, classify
 from .hints import DAEMON_FIX
 from .pullstream import Message, MessageSplitter, StreamError, failure_of
 from .reference import ImageRef
@@ -371,12 +371,12 @@ class LiteEngine:
             raise self._quiet_registry(ref, timeout) from None
         if reply.status != 200:
             text = reply.message()
-            raise fail(classify(text, reply.status), text)
+            raise PullFailed.of(classify(text, reply.status), text)
         data = self._json(reply, f"distribution {ref}")
         descriptor = data.get("Descriptor")
         digest = descriptor.get("digest") if isinstance(descriptor, dict) else None
         if not isinstance(digest, str):
-            raise fail(FailureClass.UNKNOWN, f"the daemon returned no digest for {ref}")
+            raise PullFailed.of(FailureClass.UNKNOWN, f"the daemon returned no digest for {ref}")
         return digest
 
     def _quiet_registry(self, ref: ImageRef, waited: float) -> PullFailed:
@@ -405,10 +405,10 @@ class LiteEngine:
 
 def registry_silent(ref: ImageRef, waited: float) -> PullFailed:
     """The daemon answers, but the registry it is asking for ref does not."""
-    return fail(FailureClass.STALLED,
-                f"{ref.registry} did not answer the daemon's request for {ref} within "
-                f"{waited:.3g}s (the daemon itself answers: the registry, or something in "
-                "front of it, accepted the connection and sent nothing)")
+    return PullFailed.of(FailureClass.STALLED,
+                         f"{ref.registry} did not answer the daemon's request for {ref} within "
+                         f"{waited:.3g}s (the daemon itself answers: the registry, or something in "
+                         "front of it, accepted the connection and sent nothing)")
 
 
 class _LitePull:
@@ -480,8 +480,8 @@ class _LitePull:
         try:
             msgs = splitter.feed(data) if data else splitter.finish()
         except StreamError as e:
-            raise fail(FailureClass.UNKNOWN,
-                       f"the daemon's pull progress is not JSON: {e}") from e
+            raise PullFailed.of(FailureClass.UNKNOWN,
+                                f"the daemon's pull progress is not JSON: {e}") from e
         for msg in msgs:
             failed = failure_of(msg)
             if failed is not None:
@@ -501,7 +501,7 @@ class _LitePull:
                 chunks.append(data)
         reply = _Reply(status, {}, b"".join(chunks))
         text = reply.message()
-        raise fail(classify(text, status), text)
+        raise PullFailed.of(classify(text, status), text)
 
     def abort(self) -> None:
         self._aborted = True

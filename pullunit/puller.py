@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, TypeVar
 from . import engine as enginelib
 from . import platform, retry, state
 from .activation import activate, keep_archive, locate
-from .classify import Failure, FailureClass, PullFailed, fail
+from .classify import Failure, FailureClass, PullFailed
 from .config import AppConfig, Policy
 from .durations import human
 from .engine import Engine, EngineUnavailable, LocalImage, PullStream
@@ -143,8 +143,8 @@ class Puller:
             if local is not None:
                 return self._ready(self._accept(local), Source.LOCAL)
             if self.app.image.policy is Policy.NEVER:
-                raise fail(FailureClass.NOT_FOUND,
-                           f"{self.ref} is not present locally and image.policy is \"never\"")
+                raise PullFailed.of(FailureClass.NOT_FOUND, f"{self.ref} is not present "
+                                    "locally and image.policy is \"never\"")
         self.attempts += 1
         image = self._accept(self._pull_once(cutoff))
         return self._prefetched(image) if prefetch else self._ready(image, Source.PULLED)
@@ -266,11 +266,11 @@ class Puller:
         image = self._find_local()
         if image is None:
             if self.ref.digest:
-                raise fail(FailureClass.DIGEST_MISMATCH,
-                            f"pulled {self.ref}, but no local image has digest "
-                            f"{self.ref.digest}")
-            raise fail(FailureClass.UNKNOWN, f"the daemon reported {self.ref} pulled, but it "
-                        "is not present")
+                raise PullFailed.of(FailureClass.DIGEST_MISMATCH,
+                                    f"pulled {self.ref}, but no local image has digest "
+                                    f"{self.ref.digest}")
+            raise PullFailed.of(FailureClass.UNKNOWN,
+                                f"the daemon reported {self.ref} pulled, but it is not present")
         return image
 
     def _where(self, stream: PullStream, progress: Progress) -> str:
@@ -290,9 +290,9 @@ class Puller:
                 return EngineUnavailable(f"it accepted the pull of {self.ref} but sent nothing "
                                          f"for {stall} and does not answer a ping", engine.host)
             return enginelib.registry_silent(self.ref, self.app.pull.stall_timeout)
-        return fail(FailureClass.STALLED,
-                    f"pull of {self.ref} made no progress for {stall} (pull.stall_timeout) "
-                    + self._where(stream, progress))
+        return PullFailed.of(FailureClass.STALLED,
+                             f"pull of {self.ref} made no progress for {stall} "
+                             f"(pull.stall_timeout) {self._where(stream, progress)}")
 
     def _cut(self, cut: Cutoff, stream: PullStream, progress: Progress) -> PullFailed:
         """A clock ended the attempt: say which, and keep what really went wrong before
@@ -303,8 +303,8 @@ class Puller:
         last = self.last_failure
         moving = stream.answered and progress.done > 0 and not progress.retrying
         if last is not None and not moving:
-            return fail(last.cls, f"{last.message}; then {passed}")
-        return fail(FailureClass.STALLED, passed)
+            return PullFailed.of(last.cls, f"{last.message}; then {passed}")
+        return PullFailed.of(FailureClass.STALLED, passed)
 
     def _accept(self, image: LocalImage, *, fallback: bool = False) -> LocalImage:
         """The checks that make an image good to run: digest, platform, verify command.
@@ -312,15 +312,15 @@ class Puller:
         reject it."""
         if (not fallback and self.ref.digest
                 and image.digest_for(self.ref) != self.ref.digest):
-            raise fail(FailureClass.DIGEST_MISMATCH,
-                        f"image has digest {image.digest_for(self.ref)}, pinned "
-                        f"{self.ref.digest}")
+            raise PullFailed.of(FailureClass.DIGEST_MISMATCH,
+                                f"image has digest {image.digest_for(self.ref)}, pinned "
+                                f"{self.ref.digest}")
         want = self.app.image.platform or self._look(lambda e: e.platform())
         if not platform.matches(want, image.platform):
-            raise fail(FailureClass.PLATFORM,
-                       f"{self.ref} is {image.platform}, but {want} is required"
-                       + (" (image.platform)" if self.app.image.platform else
-                          " (the daemon's platform)"))
+            raise PullFailed.of(FailureClass.PLATFORM,
+                                f"{self.ref} is {image.platform}, but {want} is required"
+                                + (" (image.platform)" if self.app.image.platform else
+                                   " (the daemon's platform)"))
         verify = self.app.image.verify
         if verify and image.id not in self.state.verified:
             timeout = self.app.pull.stall_timeout
@@ -328,8 +328,8 @@ class Puller:
             self.notifier.status(f"verifying {self.ref}")
             code, output = self._engine().run_verify(image.id, verify, timeout)
             if code != 0:
-                raise fail(FailureClass.VERIFY_FAILED,
-                           f"image.verify {list(verify)} exited {code}: {_short(output, 300)}")
+                raise PullFailed.of(FailureClass.VERIFY_FAILED, f"image.verify {list(verify)} "
+                                    f"exited {code}: {_short(output, 300)}")
             self.state = state.AppState(**{**self.state.__dict__,
                                           "verified": (*self.state.verified, image.id)[-20:]})
             log.info("verify command passed for %s", image.id[:19])

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from pullunit import state
-from pullunit.classify import FailureClass, fail
+from pullunit.classify import FailureClass, PullFailed
 from pullunit.config import load_app
 from pullunit.engine import LocalImage
 from pullunit.puller import GaveUp, Outcome, Puller, Source
@@ -94,7 +94,7 @@ class Bed:
             self.clock.now += seconds_per_attempt
             step = next(steps)
             if isinstance(step, FailureClass):
-                raise fail(step, f"scripted {step}")
+                raise PullFailed.of(step, f"scripted {step}")
             self.engine.add(step)
             return step
 
