@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 from .errors import ExitCode, PullunitError
 from .printable import printable
-from .redact import redact
 
 
 class FailureClass(enum.StrEnum):
@@ -137,6 +136,8 @@ class PullFailed(PullunitError):
     def of(cls: FailureClass, message: str) -> PullFailed:
         """The exception for a failure of class `cls` (the caller raises or returns it).
         Daemon texts quote registry answers: no credential, no raw terminal control."""
+        from .redact import redact  # its patterns compile on import: not on a warm start
+
         return PullFailed(Failure(cls, printable(redact(message))))
 
 

@@ -6,6 +6,7 @@ Deep code raises PullunitError; main() alone turns it into a message and an exit
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -86,9 +87,34 @@ def _cmd(name: str) -> Callable[[argparse.Namespace], int]:
         import importlib
 
         module = importlib.import_module(f"pullunit.commands.{name}")
+        _started()
         result: int = module.run(args)
         return result
     return run
+
+
+# Start-up makes tens of thousands of objects (modules, classes, functions) that live as
+# long as the process. The cyclic collector walking them again and again while they are
+# being made was about a third of a warm start (benchmarks/README.md). So main() pauses it
+# until the command's modules are imported, then freezes what start-up made (collections
+# skip it from then on, and so does the one at exit) and collects as usual: a pull that
+# waits in backoff for days still collects its own garbage.
+_paused = False
+
+
+def _pause_collector() -> None:
+    global _paused
+    if gc.isenabled():
+        gc.disable()
+        _paused = True
+
+
+def _started() -> None:
+    global _paused
+    if _paused:
+        _paused = False
+        gc.freeze()
+        gc.enable()
 
 
 def _add_pull(sub: _Sub, parent: _Parser) -> None:
@@ -167,6 +193,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    _pause_collector()
+    try:
+        return _main(argv)
+    finally:
+        _started()  # whatever happened before the command ran
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logsetup.setup(debug=args.debug)

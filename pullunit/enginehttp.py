@@ -19,10 +19,14 @@ import time
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .classify import Failure, FailureClass, PullFailed, classify
-from .hints import DAEMON_FIX
-from .pullstream import Message, MessageSplitter, StreamError, failure_of
+
+# A warm start only inspects: the stream's decoder and the fix texts come with a pull
+# or a failure.
+if TYPE_CHECKING:
+    from .pullstream import Message, MessageSplitter
 
 DEFAULT_HOST = "unix:///run/docker.sock"
 API_VERSION = "v1.41"  # dockerd 20.10 (Debian 12); newer engines still serve it
@@ -44,6 +48,8 @@ class EngineUnavailable(PullFailed):
     with its fix. Retried by the puller; any other command reports it and exits."""
 
     def __init__(self, detail: str, host: str | None = None):
+        from .hints import DAEMON_FIX
+
         super().__init__(Failure(FailureClass.DAEMON_UNAVAILABLE,
                                  f"cannot talk to the Docker daemon at {host or docker_host()}"
                                  f": {detail}"), DAEMON_FIX)
@@ -181,6 +187,8 @@ class PullReader:
             raise EngineUnavailable(f"reading the pull: {e}", self._host) from e
 
     def messages(self, poll: float) -> Iterator[Message | None]:
+        from .pullstream import MessageSplitter
+
         self._sock.settimeout(poll)
         head = b""
         while b"\r\n\r\n" not in head:
@@ -220,6 +228,8 @@ class PullReader:
     @staticmethod
     def _decoded(splitter: MessageSplitter, data: bytes) -> Iterator[Message]:
         """Messages in data (b"": the end of the stream); raises for a reported error."""
+        from .pullstream import StreamError, failure_of
+
         try:
             msgs = splitter.feed(data) if data else splitter.finish()
         except StreamError as e:

@@ -12,29 +12,32 @@ import enum
 import logging
 import math
 import os
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, TypeVar
 
 from . import engine as enginelib
-from . import platform, retry, state
+from . import platform, state
 from .activation import activate, keep_archive, locate
 from .classify import Failure, FailureClass, PullFailed
 from .config import AppConfig, Policy
 from .durations import human
 from .engine import Engine, EngineUnavailable, LocalImage, PullStream
 from .errors import PullunitError
-from .hints import HintContext, fix_for
 from .notify import Notifier
-from .progress import Reporter
-from .pullstream import Progress
 from .reference import ImageRef
 
+# A warm start (the image is here) is run by every pull unit at every boot: what only a
+# pull or a failure needs (retry rules, progress, hints, credentials) is imported then.
 if TYPE_CHECKING:
+    import random
+
+    from . import retry
     from .credentials import Credentials
     from .dockerapi import Api
+    from .hints import HintContext
+    from .pullstream import Progress
 
 T = TypeVar("T")
 log = logging.getLogger("pullunit")
@@ -85,7 +88,7 @@ class Puller:
         self.app = app
         self.ref = ref or app.image.ref
         self.notifier = notifier or Notifier()
-        self.rng = rng or random.SystemRandom()
+        self.rng = rng  # the jitter's random source; SystemRandom on the first retry
         self.clock = clock
         self.sleep = sleep
         self.state = state.load(app.name)
@@ -97,32 +100,35 @@ class Puller:
         self.last_failure: Failure | None = None  # the last one not made by a clock
         self.start = clock()
         self.attempts = 0
+        self._retry_rules: retry.Rules | None = None
 
     # -- the loop: attempt, ask retry.decide what next, sleep -------------------------
     def run(self, *, prefetch: bool = False) -> Outcome:
         """Make the image ready (or, with prefetch, only pull and record a newer one)."""
-        rules = retry.Rules.of(self.app, prefetch=prefetch)
         retries, previous = 0, None
         can_fall_back = not prefetch and self._fallback_possible()
         while True:
             try:
-                return self._attempt(prefetch, self._cutoff(rules.effective_deadline,
-                                                             can_fall_back))
+                return self._attempt(prefetch, can_fall_back)
             except PullFailed as e:
                 failure = e.failure
+            from . import retry
+
+            rules = self._rules(prefetch)
+            rng = self._random()
             if failure.cls is FailureClass.DAEMON_UNAVAILABLE:
                 self.api = self.engine = None
             self._report(failure)
             now = retry.Situation(failure.cls, self.clock() - self.start, retries, previous,
                                   can_fall_back)
-            decision = retry.decide(rules, now, self.rng)
+            decision = retry.decide(rules, now, rng)
             while isinstance(decision, retry.FallBack):
                 image = self._fallback()
                 if image is not None:
                     return self._ready(image, Source.FALLBACK, failure)
                 can_fall_back = False
                 now = replace(now, fallback_possible=False)
-                decision = retry.decide(rules, now, self.rng)
+                decision = retry.decide(rules, now, rng)
             if isinstance(decision, retry.GiveUp):
                 if not decision.permanent:
                     log.error("giving up: %s", decision.reason)
@@ -136,7 +142,22 @@ class Puller:
             log.info("retrying in %s", human(delay))
             self.sleep(delay)
 
-    def _attempt(self, prefetch: bool, cutoff: Cutoff) -> Outcome:
+    def _rules(self, prefetch: bool) -> retry.Rules:
+        """The retry rules of this run, made when a pull or a failure first needs them."""
+        from . import retry
+
+        if self._retry_rules is None:
+            self._retry_rules = retry.Rules.of(self.app, prefetch=prefetch)
+        return self._retry_rules
+
+    def _random(self) -> random.Random:
+        if self.rng is None:
+            import random
+
+            self.rng = random.SystemRandom()
+        return self.rng
+
+    def _attempt(self, prefetch: bool, can_fall_back: bool) -> Outcome:
         """One try by image.policy: the local image, or a pull. Raises PullFailed."""
         if self.app.image.policy is not Policy.ALWAYS and not prefetch:
             local = self._find_local()
@@ -146,6 +167,7 @@ class Puller:
                 raise PullFailed.of(FailureClass.NOT_FOUND, f"{self.ref} is not present "
                                     "locally and image.policy is \"never\"")
         self.attempts += 1
+        cutoff = self._cutoff(self._rules(prefetch).effective_deadline, can_fall_back)
         image = self._accept(self._pull_once(cutoff))
         return self._prefetched(image) if prefetch else self._ready(image, Source.PULLED)
 
@@ -247,6 +269,9 @@ class Puller:
         self.notifier.status(f"pulling {self.ref} (attempt {self.attempts})")
         stream = engine.pull(self.ref, self.app.image.platform, creds.auth,
                              silence_limit=min(pull.stall_timeout, cut.at - self.clock()))
+        from .progress import Reporter
+        from .pullstream import Progress
+
         progress = Progress.empty()
         reporter = Reporter(self.notifier, str(self.ref))
         last_progress = self.clock()
@@ -366,6 +391,8 @@ class Puller:
 
     def _report(self, failure: Failure) -> None:
         """One log line per failure: class, the daemon's words, and the fix."""
+        from .hints import fix_for
+
         if self.cut_by is None:
             self.last_failure = failure
         log.error("%s (%s): %s; fix: %s", "pull failed" if self.attempts else "cannot pull",
@@ -380,6 +407,8 @@ class Puller:
             log.warning("%s", e)
 
     def _hint_context(self, cls: FailureClass) -> HintContext:
+        from .hints import HintContext
+
         data_root = free = None
         if cls is FailureClass.DISK_FULL and self.engine is not None:
             try:
