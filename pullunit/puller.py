@@ -331,17 +331,28 @@ class Puller:
             return PullFailed.of(last.cls, f"{last.message}; then {passed}")
         return PullFailed.of(FailureClass.STALLED, passed)
 
+    def _is_current(self, image: LocalImage) -> bool:
+        """The app's current image: it passed the daemon's platform when it became current,
+        and its ID is the digest of a config that names its platform, so asking again
+        cannot change the answer (short of replacing the daemon by one of another
+        architecture). That saves a warm start its slowest call: dockerd runs `runc` and
+        `docker-init` to answer GET /version."""
+        current = self.state.current
+        return current is not None and current.image_id == image.id
+
     def _accept(self, image: LocalImage, *, fallback: bool = False) -> LocalImage:
-        """The checks that make an image good to run: digest, platform, verify command.
-        A fallback is an older good image chosen on purpose: a pinned digest does not
-        reject it."""
+        """The checks that make an image good to run: digest, platform (image.platform, or
+        the daemon's unless the image is already current), verify command (once per
+        image). A fallback is an older good image chosen on purpose: a pinned digest does
+        not reject it."""
         if (not fallback and self.ref.digest
                 and image.digest_for(self.ref) != self.ref.digest):
             raise PullFailed.of(FailureClass.DIGEST_MISMATCH,
                                 f"image has digest {image.digest_for(self.ref)}, pinned "
                                 f"{self.ref.digest}")
-        want = self.app.image.platform or self._look(lambda e: e.platform())
-        if not platform.matches(want, image.platform):
+        want = self.app.image.platform or (None if self._is_current(image) else
+                                           self._look(lambda e: e.platform()))
+        if want is not None and not platform.matches(want, image.platform):
             raise PullFailed.of(FailureClass.PLATFORM,
                                 f"{self.ref} is {image.platform}, but {want} is required"
                                 + (" (image.platform)" if self.app.image.platform else
