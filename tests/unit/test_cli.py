@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import stat
@@ -183,6 +184,19 @@ def test_generate_does_not_import_docker(config_dir: Path, output_dir: Path,
                           env=cli_env(), capture_output=True, text=True, timeout=60)
     assert proc.stdout == "0 True []\n", proc.stderr
 
+
+@pytest.mark.parametrize("argv", [
+    ["pull", "web", "--json"], ["--debug", "status", "--config-dir", "/x"],
+    ["generate", "--dry-run", "a", "b"], ["rollback", "web", "--to", "sha256:1", "--no-restart"],
+])
+def test_the_parser_built_for_one_command_reads_it_as_the_whole_one_does(
+        argv: list[str]) -> None:
+    from pullunit.cli import _command_in, build_parser
+
+    def parsed(parser: argparse.ArgumentParser) -> dict[str, object]:
+        return {k: v for k, v in vars(parser.parse_args(argv)).items() if k != "func"}
+
+    assert parsed(build_parser(_command_in(argv))) == parsed(build_parser())
 
 _COLLECTOR_PROBE = """
 import gc, sys
