@@ -125,15 +125,20 @@ def fmt_ms(v: list[float]) -> str:
 
 def row(label: str, num: list[float], den: list[float], base: str, target: float,
         unit: str) -> tuple[str, bool]:
+    """One table row. The verdict is on the median of the per-round ratios: the two
+    commands of a round ran back to back, so each pair saw the same load (the ratio of
+    the medians is shown too)."""
     mn, md = statistics.median(num), statistics.median(den)
-    ratio = mn / md
+    paired = [n / d for n, d in zip(num, den, strict=True)]
+    ratio = statistics.median(paired)
     ok = ratio <= target
     scale, u = (1, "s") if unit == "s" else (1000, "ms")
     prec = 2 if unit == "s" else 0
     return (f"| {label} | {mn * scale:.{prec}f} {u} ({min(num) * scale:.{prec}f} to "
             f"{max(num) * scale:.{prec}f}) | {md * scale:.{prec}f} {u} ({base}) | "
-            f"{ratio:.3f} | {(mn - md) * 1000:+.0f} ms | <= {target:g} | "
-            f"{'ok' if ok else '**MISSED**'} |", ok)
+            f"**{ratio:.3f}** ({min(paired):.2f} to {max(paired):.2f}) | {mn / md:.3f} | "
+            f"{(mn - md) * 1000:+.0f} ms | <= {target:g} | {'ok' if ok else '**MISSED**'} |",
+            ok)
 
 
 def main() -> int:
@@ -198,8 +203,9 @@ def main() -> int:
         f"{statistics.median(LOADS):.1f}, {min(LOADS):.1f} to {max(LOADS):.1f} (2 cores; other "
         "jobs share the machine).",
         "",
-        "| measurement | median (min to max) | baseline median | ratio | difference | target | |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        "| measurement | median (min to max) | baseline median | per-round ratio: median "
+        "(min to max) | ratio of medians | difference of medians | target | |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     ok = True
     for size, cold in cold_by_size.items():
@@ -217,10 +223,10 @@ def main() -> int:
         ok = ok and (good or name != "pullunit pull")
     text, _ = row("warm start, deb layout: pullunit pull", warm["deb layout: pullunit pull"],
                   warm["/usr/bin/python3 -c pass"], "/usr/bin/python3 -c pass", 3.0, "ms")
-    lines.append(text)
+    lines.append(text.rsplit("| <= 3 |", 1)[0] + "| (context) | |")
     ok = ok and rss <= 40
     lines += [
-        f"| peak RSS waiting in backoff | {rss:.1f} MB | | | | <= 40 MB | "
+        f"| peak RSS waiting in backoff | {rss:.1f} MB | | | | | <= 40 MB | "
         f"{'ok' if rss <= 40 else '**MISSED**'} |",
         "",
     ]
