@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 from .errors import ExitCode, PullunitError
 from .printable import printable
-from .redact import redact
 
 
 class FailureClass(enum.StrEnum):
@@ -122,6 +121,8 @@ class Failure:
     def without(self, secrets: Iterable[str]) -> Failure:
         """This failure with the caller's known credential values removed: a registry may
         echo what it was sent (an Authorization header) into its error text."""
+        from .redact import redact
+
         return Failure(self.cls, redact(self.message, secrets))
 
     @property
@@ -139,10 +140,13 @@ class PullFailed(PullunitError):
                          failure.exit_code, hint)
         self.failure = failure
 
+    @staticmethod
+    def of(cls: FailureClass, message: str) -> PullFailed:
+        """The exception for a failure of class `cls` (the caller raises or returns it).
+        Daemon texts quote registry answers: no credential, no raw terminal control."""
+        from .redact import redact  # its patterns compile on import: not on a warm start
 
-def fail(cls: FailureClass, message: str) -> PullFailed:
-    # Daemon texts quote registry answers: no credential, no raw terminal control.
-    return PullFailed(Failure(cls, printable(redact(message))))
+        return PullFailed(Failure(cls, printable(redact(message))))
 
 
 def classify(message: str, status_code: int | None = None) -> FailureClass:

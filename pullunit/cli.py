@@ -6,11 +6,14 @@ Deep code raises PullunitError; main() alone turns it into a message and an exit
 from __future__ import annotations
 
 import argparse
+import functools
+import gc
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn, TypeAlias
+from typing import Any, NoReturn, TypeAlias
 
 from . import __version__
 from . import log as logsetup
@@ -34,7 +37,36 @@ exit status:
 """
 
 
+@functools.cache
+def _columns() -> int:
+    """The terminal's width as shutil.get_terminal_size() finds it: $COLUMNS, the
+    terminal on stdout, else 80."""
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        columns = 0
+    if columns <= 0 and sys.__stdout__ is not None:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
+        except (ValueError, OSError):
+            columns = 0
+    return columns if columns > 0 else 80
+
+
+class _Help(argparse.RawDescriptionHelpFormatter):
+    """argparse's formatter at the terminal's width, found without shutil: argparse makes
+    a formatter for every argument it adds, and each of its own imports shutil (and with
+    it bz2 and lzma) and asks the terminal again; a warm start prints no help at all."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, width=_columns() - 2)  # as argparse subtracts
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Help)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         self.exit(ExitCode.USAGE, f"{self.prog}: error: {message}\n")
@@ -87,9 +119,34 @@ def _cmd(name: str) -> Callable[[argparse.Namespace], int]:
         import importlib
 
         module = importlib.import_module(f"pullunit.commands.{name}")
+        _started()
         result: int = module.run(args)
         return result
     return run
+
+
+# Start-up makes tens of thousands of objects (modules, classes, functions) that live as
+# long as the process. The cyclic collector walking them again and again while they are
+# being made was about a third of a warm start (benchmarks/README.md). So main() pauses it
+# until the command's modules are imported, then freezes what start-up made (collections
+# skip it from then on, and so does the one at exit) and collects as usual: a pull that
+# waits in backoff for days still collects its own garbage.
+_paused = False
+
+
+def _pause_collector() -> None:
+    global _paused
+    if gc.isenabled():
+        gc.disable()
+        _paused = True
+
+
+def _started() -> None:
+    global _paused
+    if _paused:
+        _paused = False
+        gc.freeze()
+        gc.enable()
 
 
 def _add_pull(sub: _Sub, parent: _Parser) -> None:
@@ -206,28 +263,47 @@ def _add_update(sub: _Sub, parent: _Parser) -> None:
     p.set_defaults(func=_cmd("update"))
 
 
-_ADDERS = [_add_generate, _add_validate, _add_init, _add_pull, _add_status, _add_doctor,
-           _add_pin, _add_rollback, _add_prefetch, _add_metrics, _add_update,
-           _add_ready]
+_COMMANDS: dict[str, Callable[[_Sub, _Parser], None]] = {
+    "generate": _add_generate, "validate": _add_validate, "init": _add_init, "pull": _add_pull,
+    "status": _add_status, "doctor": _add_doctor, "pin": _add_pin, "rollback": _add_rollback,
+    "prefetch": _add_prefetch, "metrics": _add_metrics, "update": _add_update,
+    "ready": _add_ready,
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The command line; given a known command, only what parsing that command needs
+    (a warm start builds one sub-parser, not nine: argparse is not cheap to build)."""
     parser = _Parser(prog="pullunit", description="Pull images politely, run containers under "
-                     "systemd, never crash-loop.", epilog=EXIT_CODES_HELP,
-                     formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
+                     "systemd, never crash-loop.", epilog=EXIT_CODES_HELP, allow_abbrev=False)
     parser.add_argument("--version", action="version", version=f"pullunit {__version__}")
     parser.add_argument("--debug", action="store_true",
                         help="debug logging and tracebacks (also SYSTEMD_LOG_LEVEL=debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
                                 parser_class=_Parser)
     parent = _config_parent()
-    for add in _ADDERS:
+    for add in [_COMMANDS[command]] if command in _COMMANDS else _COMMANDS.values():
         add(sub, parent)
     return parser
 
 
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The subcommand argv names: its first word that is not an option (no option of
+    pullunit's own takes a value)."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    _pause_collector()
+    try:
+        return _main(argv)
+    finally:
+        _started()  # whatever happened before the command ran
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(_command_in(argv))
     args = parser.parse_args(argv)
     logsetup.setup(debug=args.debug)
     try:

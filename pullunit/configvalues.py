@@ -22,7 +22,7 @@ from . import platform
 from .durations import DurationError, parse_duration
 from .errors import ConfigError
 from .escape import UnsafeValueError, check_text, unit_value
-from .reference import ImageRef, ReferenceError, parse_reference
+from .reference import BadReference, ImageRef, parse_reference
 
 # A program argument (one word of an Exec*= line) is at most MAX_ARG_STRLEN = 32 pages,
 # 131072 bytes with its NUL, on Linux; a longer one fails execve() with E2BIG, so the run
@@ -166,7 +166,7 @@ def image_ref(value: object, where: Where) -> ImageRef:
     s = nonempty_string(value, where)
     try:
         return parse_reference(s)
-    except ReferenceError as e:
+    except BadReference as e:
         raise where.error(str(e)) from None
 
 

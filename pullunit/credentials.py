@@ -13,14 +13,9 @@ would only turn it into a misleading "no basic auth credentials".
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import json
 import os
-import shutil
-import signal
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,12 +49,16 @@ class Auth:
     def secrets(self) -> tuple[str, ...]:
         """Every form in which these credentials could come back in a registry's or the
         daemon's text: the secret values, Basic auth's base64, the X-Registry-Auth header."""
+        import base64
+
         basic = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
         return tuple(v for v in (self.password, self.identitytoken, self.registrytoken,
                                  basic if self.password else "", self.header()) if v)
 
     def header(self) -> str:
         """base64url(JSON), exactly as docker-py's auth.encode_header builds it."""
+        import base64
+
         return base64.urlsafe_b64encode(json.dumps(self.as_dict()).encode("ascii")).decode()
 
 
@@ -139,9 +138,11 @@ def _from_auths(auths: object, registry: str) -> Auth | None:
         return Auth(identitytoken=str(entry["identitytoken"]), serveraddress=server)
     user, password = str(entry.get("username") or ""), str(entry.get("password") or "")
     if entry.get("auth"):
+        import base64
+
         try:
             user, _, password = base64.b64decode(str(entry["auth"])).decode().partition(":")
-        except (binascii.Error, ValueError):
+        except ValueError:  # binascii.Error is one
             return None
     if entry.get("registrytoken"):
         return Auth(registrytoken=str(entry["registrytoken"]), serveraddress=server)
@@ -155,6 +156,11 @@ def run_helper(name: str, server: str, timeout: float, where: str) -> Auth | Non
 
     None when the helper has no credentials for `server`; HelperFailed when it is
     missing, fails, or does not answer within `timeout` (its process group is killed)."""
+    # Only here: a cold pull without a helper need not import process machinery.
+    import shutil
+    import signal
+    import subprocess
+
     program = f"docker-credential-{name}"
     path = shutil.which(program)
     if path is None:

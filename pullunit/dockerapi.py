@@ -21,7 +21,7 @@ import docker
 import docker.errors
 import requests
 
-from .classify import FailureClass, PullFailed, classify, fail
+from .classify import FailureClass, PullFailed, classify
 from .credentials import Credentials, credentials
 from .engine import (
     PING_TIMEOUT,
@@ -55,7 +55,7 @@ def from_exception(exc: BaseException) -> PullFailed:
     if isinstance(exc, docker.errors.APIError):
         text = str(exc.explanation or exc)
         status = exc.status_code if isinstance(exc.status_code, int) else None
-        return fail(classify(text, status), text)
+        return PullFailed.of(classify(text, status), text)
     if isinstance(exc, requests.exceptions.Timeout):
         return EngineUnavailable(f"no answer in time: {exc}")
     if isinstance(exc, requests.exceptions.RequestException | OSError
@@ -138,7 +138,7 @@ class SdkEngine:
             raise from_exception(e) from e
         digest = (data.get("Descriptor") or {}).get("digest")
         if not isinstance(digest, str):
-            raise fail(FailureClass.UNKNOWN, f"the daemon returned no digest for {ref}")
+            raise PullFailed.of(FailureClass.UNKNOWN, f"the daemon returned no digest for {ref}")
         return digest
 
     def run_verify(self, image: str, args: tuple[str, ...], timeout: float) -> tuple[int, str]:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .durations import human
-from .engine import API_VERSION, docker_host
+from .enginehttp import API_VERSION, docker_host
 from .health import Judgement, Verdict, judge, timed_out
 
 log = logging.getLogger("pullunit")

@@ -12,29 +12,32 @@ import enum
 import logging
 import math
 import os
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, TypeVar
 
 from . import engine as enginelib
-from . import platform, retry, state, stats
+from . import platform, state, stats
 from .activation import activate, hold_history, keep_archive, locate
-from .classify import Failure, FailureClass, PullFailed, fail
+from .classify import Failure, FailureClass, PullFailed
 from .config import AppConfig, Policy
 from .durations import human
 from .engine import Engine, EngineUnavailable, LocalImage, PullStream
 from .errors import PullunitError
-from .hints import HintContext, fix_for
 from .notify import Notifier
-from .progress import Reporter
-from .pullstream import Progress
 from .reference import ImageRef
 
+# A warm start (the image is here) is run by every pull unit at every boot: what only a
+# pull or a failure needs (retry rules, progress, hints, credentials) is imported then.
 if TYPE_CHECKING:
+    import random
+
+    from . import retry
     from .credentials import Credentials
     from .dockerapi import Api
+    from .hints import HintContext
+    from .pullstream import Progress
 
 T = TypeVar("T")
 log = logging.getLogger("pullunit")
@@ -87,7 +90,7 @@ class Puller:
         self.on_record = on_record  # after each failed attempt is saved (metrics)
         self.ref = ref or app.image.ref
         self.notifier = notifier or Notifier()
-        self.rng = rng or random.SystemRandom()
+        self.rng = rng  # the jitter's random source; SystemRandom on the first retry
         self.clock = clock
         self.sleep = sleep
         self.state = state.load(app.name)
@@ -101,32 +104,35 @@ class Puller:
         # the app's lock): the whole command is bounded, not each part of it.
         self.start = clock() if started is None else started
         self.attempts = 0
+        self._retry_rules: retry.Rules | None = None
 
     # -- the loop: attempt, ask retry.decide what next, sleep -------------------------
     def run(self, *, prefetch: bool = False) -> Outcome:
         """Make the image ready (or, with prefetch, only pull and record a newer one)."""
-        rules = retry.Rules.of(self.app, prefetch=prefetch)
         retries, previous = 0, None
         can_fall_back = not prefetch and self._fallback_possible()
         while True:
             try:
-                return self._attempt(prefetch, self._cutoff(rules.effective_deadline,
-                                                             can_fall_back))
+                return self._attempt(prefetch, can_fall_back)
             except PullFailed as e:
                 failure = e.failure.without(self.creds.secrets() if self.creds else ())
+            from . import retry
+
+            rules = self._rules(prefetch)
+            rng = self._random()
             if failure.cls is FailureClass.DAEMON_UNAVAILABLE:
                 self.api = self.engine = None
             self._report(failure, retries + 1, prefetch)
             now = retry.Situation(failure.cls, self.clock() - self.start, retries, previous,
                                   can_fall_back)
-            decision = retry.decide(rules, now, self.rng)
+            decision = retry.decide(rules, now, rng)
             while isinstance(decision, retry.FallBack):
                 image = self._fallback()
                 if image is not None:
                     return self._ready(image, Source.FALLBACK, failure)
                 can_fall_back = False
                 now = replace(now, fallback_possible=False)
-                decision = retry.decide(rules, now, self.rng)
+                decision = retry.decide(rules, now, rng)
             if isinstance(decision, retry.GiveUp):
                 if not decision.permanent:
                     log.error("giving up: %s", decision.reason)
@@ -142,16 +148,32 @@ class Puller:
             log.info("retrying in %s", human(delay))
             self.sleep(delay)
 
-    def _attempt(self, prefetch: bool, cutoff: Cutoff) -> Outcome:
+    def _rules(self, prefetch: bool) -> retry.Rules:
+        """The retry rules of this run, made when a pull or a failure first needs them."""
+        from . import retry
+
+        if self._retry_rules is None:
+            self._retry_rules = retry.Rules.of(self.app, prefetch=prefetch)
+        return self._retry_rules
+
+    def _random(self) -> random.Random:
+        if self.rng is None:
+            import random
+
+            self.rng = random.SystemRandom()
+        return self.rng
+
+    def _attempt(self, prefetch: bool, can_fall_back: bool) -> Outcome:
         """One try by image.policy: the local image, or a pull. Raises PullFailed."""
         if self.app.image.policy is not Policy.ALWAYS and not prefetch:
             local = self._find_local()
             if local is not None:
                 return self._ready(self._accept(local), Source.LOCAL)
             if self.app.image.policy is Policy.NEVER:
-                raise fail(FailureClass.NOT_FOUND,
-                           f"{self.ref} is not present locally and image.policy is \"never\"")
+                raise PullFailed.of(FailureClass.NOT_FOUND, f"{self.ref} is not present "
+                                    "locally and image.policy is \"never\"")
         self.attempts += 1
+        cutoff = self._cutoff(self._rules(prefetch).effective_deadline, can_fall_back)
         image = self._accept(self._pull_once(cutoff))
         return self._prefetched(image) if prefetch else self._ready(image, Source.PULLED)
 
@@ -253,6 +275,9 @@ class Puller:
         self.notifier.status(f"pulling {self.ref} (attempt {self.attempts})")
         stream = engine.pull(self.ref, self.app.image.platform, creds.auth,
                              silence_limit=min(pull.stall_timeout, cut.at - self.clock()))
+        from .progress import Reporter
+        from .pullstream import Progress
+
         progress = Progress.empty()
         reporter = Reporter(self.notifier, str(self.ref))
         last_progress = self.clock()
@@ -272,11 +297,11 @@ class Puller:
         image = self._find_local()
         if image is None:
             if self.ref.digest:
-                raise fail(FailureClass.DIGEST_MISMATCH,
-                            f"pulled {self.ref}, but no local image has digest "
-                            f"{self.ref.digest}")
-            raise fail(FailureClass.UNKNOWN, f"the daemon reported {self.ref} pulled, but it "
-                        "is not present")
+                raise PullFailed.of(FailureClass.DIGEST_MISMATCH,
+                                    f"pulled {self.ref}, but no local image has digest "
+                                    f"{self.ref.digest}")
+            raise PullFailed.of(FailureClass.UNKNOWN,
+                                f"the daemon reported {self.ref} pulled, but it is not present")
         return image
 
     def _where(self, stream: PullStream, progress: Progress) -> str:
@@ -296,9 +321,9 @@ class Puller:
                 return EngineUnavailable(f"it accepted the pull of {self.ref} but sent nothing "
                                          f"for {stall} and does not answer a ping", engine.host)
             return enginelib.registry_silent(self.ref, self.app.pull.stall_timeout)
-        return fail(FailureClass.STALLED,
-                    f"pull of {self.ref} made no progress for {stall} (pull.stall_timeout) "
-                    + self._where(stream, progress))
+        return PullFailed.of(FailureClass.STALLED,
+                             f"pull of {self.ref} made no progress for {stall} "
+                             f"(pull.stall_timeout) {self._where(stream, progress)}")
 
     def _cut(self, cut: Cutoff, stream: PullStream, progress: Progress) -> PullFailed:
         """A clock ended the attempt: say which, and keep what really went wrong before
@@ -309,24 +334,35 @@ class Puller:
         last = self.last_failure
         moving = stream.answered and progress.done > 0 and not progress.retrying
         if last is not None and not moving:
-            return fail(last.cls, f"{last.message}; then {passed}")
-        return fail(FailureClass.STALLED, passed)
+            return PullFailed.of(last.cls, f"{last.message}; then {passed}")
+        return PullFailed.of(FailureClass.STALLED, passed)
+
+    def _is_current(self, image: LocalImage) -> bool:
+        """The app's current image: it passed the daemon's platform when it became current,
+        and its ID is the digest of a config that names its platform, so asking again
+        cannot change the answer (short of replacing the daemon by one of another
+        architecture). That saves a warm start its slowest call: dockerd runs `runc` and
+        `docker-init` to answer GET /version."""
+        current = self.state.current
+        return current is not None and current.image_id == image.id
 
     def _accept(self, image: LocalImage, *, fallback: bool = False) -> LocalImage:
-        """The checks that make an image good to run: digest, platform, verify command.
-        A fallback is an older good image chosen on purpose: a pinned digest does not
-        reject it."""
+        """The checks that make an image good to run: digest, platform (image.platform, or
+        the daemon's unless the image is already current), verify command (once per
+        image). A fallback is an older good image chosen on purpose: a pinned digest does
+        not reject it."""
         if (not fallback and self.ref.digest
                 and image.digest_for(self.ref) != self.ref.digest):
-            raise fail(FailureClass.DIGEST_MISMATCH,
-                        f"image has digest {image.digest_for(self.ref)}, pinned "
-                        f"{self.ref.digest}")
-        want = self.app.image.platform or self._look(lambda e: e.platform())
-        if not platform.matches(want, image.platform):
-            raise fail(FailureClass.PLATFORM,
-                       f"{self.ref} is {image.platform}, but {want} is required"
-                       + (" (image.platform)" if self.app.image.platform else
-                          " (the daemon's platform)"))
+            raise PullFailed.of(FailureClass.DIGEST_MISMATCH,
+                                f"image has digest {image.digest_for(self.ref)}, pinned "
+                                f"{self.ref.digest}")
+        want = self.app.image.platform or (None if self._is_current(image) else
+                                           self._look(lambda e: e.platform()))
+        if want is not None and not platform.matches(want, image.platform):
+            raise PullFailed.of(FailureClass.PLATFORM,
+                                f"{self.ref} is {image.platform}, but {want} is required"
+                                + (" (image.platform)" if self.app.image.platform else
+                                   " (the daemon's platform)"))
         verify = self.app.image.verify
         if verify and image.id not in self.state.verified:
             timeout = self.app.pull.stall_timeout
@@ -334,8 +370,8 @@ class Puller:
             self.notifier.status(f"verifying {self.ref}")
             code, output = self._engine().run_verify(image.id, verify, timeout)
             if code != 0:
-                raise fail(FailureClass.VERIFY_FAILED,
-                           f"image.verify {list(verify)} exited {code}: {_short(output, 300)}")
+                raise PullFailed.of(FailureClass.VERIFY_FAILED, f"image.verify {list(verify)} "
+                                    f"exited {code}: {_short(output, 300)}")
             self.state = state.AppState(**{**self.state.__dict__,
                                           "verified": (*self.state.verified, image.id)[-20:]})
             log.info("verify command passed for %s", image.id[:19])
@@ -377,6 +413,8 @@ class Puller:
         """One log line per failure: class, the daemon's words, and the fix; and the
         failure in the state (last failure, history, counters), saved by _record or, on
         a fallback, by activate."""
+        from .hints import fix_for
+
         if self.cut_by is None:
             self.last_failure = failure
         log.error("%s (%s): %s; fix: %s", "pull failed" if self.attempts else "cannot pull",
@@ -397,6 +435,8 @@ class Puller:
             self.on_record(self.state)
 
     def _hint_context(self, cls: FailureClass) -> HintContext:
+        from .hints import HintContext
+
         data_root = free = None
         if cls is FailureClass.DISK_FULL and self.engine is not None:
             try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from .classify import PullFailed, classify, fail
+from .classify import PullFailed, classify
 
 Message = dict[str, object]  # one JSON object from the daemon
 
@@ -73,7 +73,7 @@ def failure_of(msg: Message) -> PullFailed | None:
     detail = detail if isinstance(detail, dict) else {}
     text = str(detail.get("message") or msg["error"])
     code = detail.get("code")
-    return fail(classify(text, code if isinstance(code, int) else None), text)
+    return PullFailed.of(classify(text, code if isinstance(code, int) else None), text)
 
 
 def _int(value: object) -> int:

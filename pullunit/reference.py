@@ -32,7 +32,7 @@ DEFAULT_REGISTRY = "docker.io"
 NAME_TOTAL_LENGTH_MAX = 255
 
 
-class ReferenceError(ValueError):
+class BadReference(ValueError):
     pass
 
 
@@ -95,9 +95,9 @@ def _looks_like_domain(first: str) -> bool:
 
 def parse_reference(text: str, *, require_tag_or_digest: bool = True) -> ImageRef:
     if not isinstance(text, str) or not text:
-        raise ReferenceError("image reference is empty")
+        raise BadReference("image reference is empty")
     if text != text.strip():
-        raise ReferenceError(f"image reference {text!r} has leading or trailing white space")
+        raise BadReference(f"image reference {text!r} has leading or trailing white space")
     # Split the domain off first so that a port colon is not taken for a tag.
     domain: str | None = None
     rest = text
@@ -112,17 +112,17 @@ def parse_reference(text: str, *, require_tag_or_digest: bool = True) -> ImageRe
             hint = " (repository names must be lower case)"
         elif "@" in text and not re.search(r"@sha256:[0-9a-f]{64}\Z", text):
             hint = " (a digest is @sha256: followed by 64 lower-case hex digits)"
-        raise ReferenceError(
+        raise BadReference(
             f"invalid image reference {text!r}{hint}; "
             "expected [HOST[:PORT]/]PATH[:TAG][@sha256:DIGEST]"
         )
     ref = ImageRef(domain=domain, path=m.group("path"), tag=m.group("tag"),
                    digest=m.group("digest"))
     if len(ref.repository) > NAME_TOTAL_LENGTH_MAX:
-        raise ReferenceError(
+        raise BadReference(
             f"image name {ref.repository!r} is longer than {NAME_TOTAL_LENGTH_MAX} characters")
     if require_tag_or_digest and not ref.tag and not ref.digest:
-        raise ReferenceError(
+        raise BadReference(
             f"image reference {text!r} has neither tag nor digest; pullunit does not assume "
             f"':latest' (write {text}:latest if you mean it, or pin @sha256:...)"
         )

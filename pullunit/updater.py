@@ -30,7 +30,7 @@ from .applock import BACKGROUND_WAIT, OPERATOR_WAIT, app_lock
 from .config import AppConfig, Policy
 from .engine import Engine, LocalImage
 from .errors import ExitCode, Interrupted, PullunitError
-from .reference import DIGEST_RE, ImageRef, ReferenceError, parse_reference
+from .reference import DIGEST_RE, BadReference, ImageRef, parse_reference
 from .systemd import UnitState
 
 log = logging.getLogger("pullunit")
@@ -93,7 +93,7 @@ def target(configured: ImageRef, to: str | None) -> ImageRef:
         return ImageRef(configured.domain, configured.path, configured.tag, to)
     try:
         ref = parse_reference(f"{configured.repository}:{to}")
-    except ReferenceError:
+    except BadReference:
         raise PullunitError(f"--to {to!r} is neither a tag nor a sha256 digest",
                             ExitCode.USAGE) from None
     return ref

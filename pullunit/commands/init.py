@@ -13,7 +13,7 @@ from ..cli import config_dir
 from ..config import load_app, validate_app_name
 from ..errors import ConfigError, ExitCode, PullunitError
 from ..fsutil import CannotWrite
-from ..reference import ReferenceError, parse_reference
+from ..reference import BadReference, parse_reference
 
 log = logging.getLogger("pullunit")
 
@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
         ref = parse_reference(args.image)
     except ConfigError as e:
         raise PullunitError(e.message, ExitCode.USAGE) from e
-    except ReferenceError as e:
+    except BadReference as e:
         raise PullunitError(f"--image: {e}", ExitCode.USAGE) from e
     text = tomli_w.dumps({"image": {"ref": str(ref), "policy": "missing"},
                           "unit": {"description": f"{args.app} ({ref.repository})"}})

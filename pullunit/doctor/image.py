@@ -9,7 +9,7 @@ import ssl
 from .. import platform
 from ..boundedhttp import WatchdogTimeout, describe_oserror, human_bytes, with_timeout
 from ..classify import FailureClass
-from ..reference import DEFAULT_REGISTRY, ReferenceError, parse_reference
+from ..reference import DEFAULT_REGISTRY, BadReference, parse_reference
 from .context import HUB_API_HOST, Context
 from .model import Check, Status
 from .verdicts import config_platform, manifest_platforms
@@ -19,7 +19,7 @@ def reference(ctx: Context) -> Check:
     assert ctx.target is not None
     try:
         ref = parse_reference(ctx.target.reference)
-    except ReferenceError as e:
+    except BadReference as e:
         return Check("reference", Status.FAIL, str(e),
                      "write it as [HOST[:PORT]/]PATH:TAG or PATH@sha256:DIGEST, in lower "
                      "case, e.g. registry.example.com/team/app:1.2.3")

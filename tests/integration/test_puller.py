@@ -13,6 +13,8 @@ import itertools
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -62,6 +64,40 @@ def test_warm_start_needs_no_registry(client: Any, registry: Registry, bed: Bed)
         assert r.seconds < 5
     finally:
         proxy.close()
+
+
+# What a warm start may not import: it runs in every pull unit at every boot, and each of
+# these is only for a pull, a failure, another command or another kind of engine.
+NOT_ON_THE_WARM_PATH = (
+    "docker", "requests", "urllib3", "jinja2", "pystemd", "tomli_w", "subprocess",
+    "pullunit.dockerapi", "pullunit.credentials", "pullunit.archive", "pullunit.retry",
+    "pullunit.backoff", "pullunit.hints", "pullunit.redact", "pullunit.pullstream",
+    "pullunit.progress", "pullunit.render", "pullunit.systemd", "pullunit.doctor",
+)
+_WARM_PROBE = """
+import gc, json, sys
+from pullunit.cli import main
+rc = main(sys.argv[1:])
+json.dump({"rc": rc, "gc": gc.isenabled(), "modules": sorted(sys.modules)}, sys.stdout)
+"""
+
+
+def test_warm_start_imports_only_what_it_needs(client: Any, registry: Registry,
+                                               bed: Bed) -> None:
+    """The image is present (policy missing): `pullunit pull` imports neither docker-py nor
+    anything of a pull or a failure, and leaves the collector running."""
+    p = fresh(client, registry)
+    app = bed.app("lean", image_config(p.ref))
+    assert bed.pull(app).code == 0  # the image is this app's current one now
+    proc = subprocess.run([sys.executable, "-c", _WARM_PROBE, "pull", "--config-dir",
+                           str(bed.cfg), app], capture_output=True, text=True, env=bed.env,
+                          timeout=60)
+    out = json.loads(proc.stdout)
+    assert out["rc"] == 0 and out["gc"], proc.stderr
+    assert "ready:" in proc.stderr and "present locally" in proc.stderr, proc.stderr
+    loaded = [m for m in out["modules"]
+              if any(m == bad or m.startswith(bad + ".") for bad in NOT_ON_THE_WARM_PATH)]
+    assert loaded == []
 
 
 def test_pinned_digest_in_config(client: Any, registry: Registry, bed: Bed) -> None:

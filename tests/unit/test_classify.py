@@ -12,7 +12,6 @@ from pullunit.classify import (
     PullFailed,
     classify,
     exit_code,
-    fail,
 )
 from pullunit.errors import ExitCode, PullunitError
 from pullunit.redact import redact
@@ -140,11 +139,11 @@ def test_redact_leaves_ordinary_messages_alone() -> None:
 
 def test_a_failure_is_a_pullunit_error_with_its_exit_code() -> None:
     """Outside the puller's loop (pin, rollback) cli.main maps it like any other error."""
-    e = fail(C.NOT_FOUND, "manifest unknown")
+    e = PullFailed.of(C.NOT_FOUND, "manifest unknown")
     assert isinstance(e, PullunitError) and isinstance(e, PullFailed)
     assert e.exit_code == 66 and e.failure.message == "manifest unknown"
     assert e.message == "not found: manifest unknown"
-    assert fail(C.DAEMON_UNAVAILABLE, "x").message == "daemon unavailable: x"
+    assert PullFailed.of(C.DAEMON_UNAVAILABLE, "x").message == "daemon unavailable: x"
 
 
 def test_engine_and_puller_errors_share_the_root() -> None:
@@ -167,11 +166,11 @@ def test_engine_and_puller_errors_share_the_root() -> None:
 def test_a_failure_keeps_references_that_hold_credential_words(ref: str) -> None:
     """One redaction rule for the puller and doctor: it never eats an image's tag."""
     text = f"manifest for 127.0.0.1:5000/{ref} not found: manifest unknown"
-    assert fail(C.NOT_FOUND, text).failure.message == text
+    assert PullFailed.of(C.NOT_FOUND, text).failure.message == text
 
 
 def test_a_failure_message_has_no_raw_terminal_control() -> None:
     """A registry's 404 message reaches us through dockerd unchanged, escapes included."""
-    f = fail(C.NOT_FOUND, "not found: \x1b]0;owned\x07\x1b[2J gone").failure
+    f = PullFailed.of(C.NOT_FOUND, "not found: \x1b]0;owned\x07\x1b[2J gone").failure
     assert f.message == "not found: \\x1b]0;owned\\x07\\x1b[2J gone"
     assert f.message.isprintable()

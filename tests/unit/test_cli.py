@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import stat
@@ -183,6 +184,58 @@ def test_generate_does_not_import_docker(config_dir: Path, output_dir: Path,
                           env=cli_env(), capture_output=True, text=True, timeout=60)
     assert proc.stdout == "0 True []\n", proc.stderr
 
+
+@pytest.mark.parametrize("argv", [
+    ["pull", "web", "--json"], ["--debug", "status", "--config-dir", "/x"],
+    ["generate", "--dry-run", "a", "b"], ["rollback", "web", "--to", "sha256:1", "--no-restart"],
+])
+def test_the_parser_built_for_one_command_reads_it_as_the_whole_one_does(
+        argv: list[str]) -> None:
+    from pullunit.cli import _command_in, build_parser
+
+    def parsed(parser: argparse.ArgumentParser) -> dict[str, object]:
+        return {k: v for k, v in vars(parser.parse_args(argv)).items() if k != "func"}
+
+    assert parsed(build_parser(_command_in(argv))) == parsed(build_parser())
+
+_COLLECTOR_PROBE = """
+import gc, sys
+from pullunit.cli import main
+try:
+    rc = main(sys.argv[1:])
+except SystemExit as e:
+    rc = e.code
+print(rc, gc.isenabled(), gc.get_freeze_count() > 0)
+"""
+
+
+@pytest.mark.parametrize(("args", "expect"), [
+    (["validate"], "0 True True"),  # start-up's objects frozen, then collected as usual
+    (["validate", "--no-such-flag"], "64 True True"),  # a usage error, the same
+])
+def test_start_up_pauses_the_collector_and_resumes_it(config_dir: Path, args: list[str],
+                                                      expect: str,
+                                                      write_app: Callable[..., Path]) -> None:
+    """The cyclic collector is off while start-up imports (it was a third of a warm start)
+    and on again, whatever happened, before anything else runs."""
+    write_app("web")
+    proc = subprocess.run([sys.executable, "-c", _COLLECTOR_PROBE, *args, "--config-dir",
+                           str(config_dir)], env=cli_env(), capture_output=True, text=True,
+                          timeout=60)
+    assert proc.stdout.splitlines()[-1] == expect, proc.stderr
+
+
+def test_a_caller_that_turned_the_collector_off_keeps_it_off(config_dir: Path) -> None:
+    import gc
+
+    from pullunit.cli import main
+
+    gc.disable()
+    try:
+        assert main(["validate", "--config-dir", str(config_dir)]) == 0
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
 
 @pytest.mark.parametrize("flag", ["--reload", "--enable", "--start"])
 def test_systemd_actions_need_systemd_as_pid_1(config_dir: Path, output_dir: Path,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from pullunit import state
-from pullunit.classify import FailureClass, fail
+from pullunit.classify import FailureClass, PullFailed
 from pullunit.config import load_app
 from pullunit.engine import LocalImage
 from pullunit.puller import GaveUp, Outcome, Puller, Source
@@ -54,6 +54,8 @@ class Engine:
 
     def __init__(self) -> None:
         self.images: dict[str, LocalImage] = {}
+        self.daemon_platform = "linux/amd64"
+        self.platform_asked = 0
 
     def add(self, img: LocalImage) -> None:
         self.images[img.id] = img
@@ -63,7 +65,8 @@ class Engine:
         return self.images.get(name)
 
     def platform(self) -> str:
-        return "linux/amd64"
+        self.platform_asked += 1
+        return self.daemon_platform
 
 
 Script = list[FailureClass | LocalImage]
@@ -76,16 +79,17 @@ class Bed:
         self.engine = Engine()
         self.pulls = 0
 
-    def app(self, policy: str, pull: dict[str, str]) -> Path:
+    def app(self, policy: str, pull: dict[str, str], image_keys: str = "") -> Path:
         path = self.root / "web.toml"
         table = "".join(f"{k} = {v}\n" for k, v in {**FAST, **pull}.items())
-        path.write_text(f'[image]\nref = "{REF}"\npolicy = "{policy}"\n[pull]\n{table}')
+        path.write_text(f'[image]\nref = "{REF}"\npolicy = "{policy}"\n{image_keys}'
+                        f'[pull]\n{table}')
         return path
 
     def puller(self, script: Script, policy: str = "missing",
-               seconds_per_attempt: float = 0.5, **pull: str) -> Puller:
-        """pull: [pull] keys over FAST, as TOML values."""
-        p = Puller(load_app(self.app(policy, pull)), clock=self.clock,
+               seconds_per_attempt: float = 0.5, image_keys: str = "", **pull: str) -> Puller:
+        """pull: [pull] keys over FAST, as TOML values; image_keys: more [image] lines."""
+        p = Puller(load_app(self.app(policy, pull, image_keys)), clock=self.clock,
                    sleep=self.clock.sleep, rng=random.Random(1))
         steps = iter(script)
 
@@ -94,7 +98,7 @@ class Bed:
             self.clock.now += seconds_per_attempt
             step = next(steps)
             if isinstance(step, FailureClass):
-                raise fail(step, f"scripted {step}")
+                raise PullFailed.of(step, f"scripted {step}")
             self.engine.add(step)
             return step
 
@@ -181,6 +185,33 @@ def test_policy_missing_uses_the_local_image_without_pulling(bed: Bed) -> None:
     assert bed.env() == f"PULLUNIT_IMAGE={run_ref(3)}\n"
 
 
+def test_a_local_image_is_checked_against_the_daemons_platform(bed: Bed) -> None:
+    bed.engine.add(image(3, "linux/arm64"))
+    with pytest.raises(GaveUp) as e:
+        bed.puller([]).run()
+    assert e.value.failure.cls is FailureClass.PLATFORM and bed.engine.platform_asked == 1
+    assert "(the daemon's platform)" in e.value.failure.message
+
+
+def test_a_warm_start_of_the_current_image_does_not_ask_the_daemon_its_platform(
+        bed: Bed) -> None:
+    """It passed that check when it became current, and its ID fixes its platform."""
+    bed.good(3)
+    bed.engine.add(image(3))
+    out = bed.puller([]).run()
+    assert (out.source, out.reference) == (Source.LOCAL, run_ref(3))
+    assert bed.engine.platform_asked == 0
+
+
+def test_a_configured_platform_is_checked_even_for_the_current_image(bed: Bed) -> None:
+    bed.good(3)
+    bed.engine.add(image(3))
+    with pytest.raises(GaveUp) as e:
+        bed.puller([], image_keys='platform = "linux/arm64"\n').run()
+    assert e.value.failure.cls is FailureClass.PLATFORM
+    assert "(image.platform)" in e.value.failure.message
+
+
 def test_policy_never_without_the_image(bed: Bed) -> None:
     with pytest.raises(GaveUp) as e:
         bed.puller([], policy="never").run()
@@ -207,8 +238,10 @@ def test_policy_always_falls_back_at_once_on_a_permanent_failure(bed: Bed) -> No
 
 def test_fallback_skips_an_image_that_fails_its_checks(
         bed: Bed, caplog: pytest.LogCaptureFixture) -> None:
+    bed.good(6)
     bed.good(7)
-    bed.engine.images[image(7).id] = image(7, "linux/arm64")  # wrong platform now
+    del bed.engine.images[image(7).id]  # the current one is gone (no archive)
+    bed.engine.images[image(6).id] = image(6, "linux/arm64")  # an older one: wrong platform
     with pytest.raises(GaveUp):
         bed.puller([U] * 20, refresh_timeout='"2s"', deadline='"12s"',
                    policy="always").run()

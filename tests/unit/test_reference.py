@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pullunit.reference import DIGEST_RE, ImageRef, ReferenceError, parse_reference
+from pullunit.reference import DIGEST_RE, BadReference, ImageRef, parse_reference
 
 DIGEST = "sha256:" + "0123456789abcdef" * 4
 
@@ -98,7 +98,7 @@ INVALID = [
 @pytest.mark.parametrize(("text", "message"), [c[1:] for c in INVALID],
                          ids=[c[0] for c in INVALID])
 def test_invalid(text: str, message: str) -> None:
-    with pytest.raises(ReferenceError) as e:
+    with pytest.raises(BadReference) as e:
         parse_reference(text)
     assert message in str(e.value)
 
@@ -110,7 +110,7 @@ def test_digest_re_is_anchored_for_every_method(text: str) -> None:
 
 
 def test_invalid_message_shows_the_grammar() -> None:
-    with pytest.raises(ReferenceError,
+    with pytest.raises(BadReference,
                        match=r"expected \[HOST\[:PORT\]/\]PATH\[:TAG\]\[@sha256:DIGEST\]"):
         parse_reference("UPPER:1")
 
