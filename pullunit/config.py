@@ -42,8 +42,8 @@ from .configvalues import (
     platform_name,
     port,
     retries,
+    strict_table,
     string,
-    type_name,
     unit_name,
     unknown,
     user,
@@ -263,15 +263,7 @@ REQUIRED = {("image", "ref")}
 
 
 def _parse_table(table: str, raw: object, where: Where) -> dict[str, Any]:
-    if not isinstance(raw, dict):
-        raise where.error(f"expected a table [{table}], got {type_name(raw)}")
-    schema = _SCHEMA[table]
-    out: dict[str, Any] = {}
-    for key, value in raw.items():
-        w = where.child(key)
-        if key not in schema:
-            raise unknown(key, list(schema), w, "key")
-        out[key] = schema[key](value, w)
+    out = strict_table(raw, _SCHEMA[table], where, table)
     for t, k in REQUIRED:
         if t == table and k not in out:
             raise where.child(k).error("is required")

@@ -352,3 +352,17 @@ def unknown(name: str, valid: list[str], where: Where, what: str) -> ConfigError
     close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
     suggestion = f"; did you mean {close[0]!r}?" if close else f"; valid: {', '.join(valid)}"
     return where.error(f"unknown {what} {name!r}{suggestion}")
+
+
+def strict_table(raw: object, keys: dict[str, Parser], where: Where, name: str) -> dict[str, Any]:
+    """A [name] table with only these keys, each through its parser: the one strict-table
+    rule for app configs and pullunit.toml (an unknown key names the closest valid one)."""
+    if not isinstance(raw, dict):
+        raise where.error(f"expected a table [{name}], got {type_name(raw)}")
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        w = where.child(key)
+        if key not in keys:
+            raise unknown(key, list(keys), w, "key")
+        out[key] = keys[key](value, w)
+    return out

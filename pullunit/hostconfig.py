@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import HOST_CONFIG_NAME, read_toml
-from .configvalues import Parser, Where, abs_path, boolean, type_name, unknown
+from .configvalues import Parser, Where, abs_path, boolean, strict_table, unknown
 from .errors import ConfigError
 
 # Where Debian's prometheus-node-exporter reads *.prom files (its textfile collector).
@@ -49,15 +49,7 @@ class HostConfig:
 def _table(cls: type, keys: Mapping[str, Parser]) -> Parser:
     """A [table] with exactly these keys, into `cls` (field names = key names)."""
     def parse(value: object, where: Where) -> Any:
-        if not isinstance(value, dict):
-            raise where.error(f"expected a table [{where.key}], got {type_name(value)}")
-        out: dict[str, Any] = {}
-        for key, v in value.items():
-            w = where.child(key)
-            if key not in keys:
-                raise unknown(key, list(keys), w, "key")
-            out[key] = keys[key](v, w)
-        return cls(**out)
+        return cls(**strict_table(value, dict(keys), where, where.key))
     return parse
 
 
