@@ -26,9 +26,6 @@ if TYPE_CHECKING:
     from .credentials import Auth
     from .pullstream import Message
 
-# `uname -m` style names -> Go's GOARCH, which images and --platform use.
-ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386",
-        "i386": "386", "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
 PING_TIMEOUT = 2.0  # "is the daemon there at all?" after something else went quiet
 
 JSON = dict[str, object]
@@ -102,9 +99,11 @@ def local_name(ref: ImageRef) -> str:
 
 
 def platform_of(version: JSON) -> str:
-    """OS/ARCH (Go names, as images use them) from the engine's GET /version."""
-    arch = str(version.get("Arch", ""))
-    return f"{version.get('Os', 'linux')}/{ARCH.get(arch, arch)}"
+    """OS/ARCH (Go names, as images use them) from the engine's GET /version: its Arch
+    is Go's already, or `uname -m` style from some engines; platform.py maps both."""
+    from .platform import architecture_of_machine
+
+    return f"{version.get('Os', 'linux')}/{architecture_of_machine(str(version.get('Arch', '')))}"
 
 
 # ------------------------------------------------------------------------ the protocol
