@@ -23,14 +23,8 @@ import requests
 
 from .classify import FailureClass, PullFailed, classify
 from .credentials import Credentials, credentials
-from .engine import (
-    PING_TIMEOUT,
-    EngineUnavailable,
-    LocalImage,
-    docker_host,
-    platform_of,
-    registry_silent,
-)
+from .engine import PING_TIMEOUT, LocalImage, platform_of, registry_silent
+from .enginehttp import EngineUnavailable, docker_host
 from .pullstream import Message, failure_of
 from .reference import ImageRef
 

@@ -17,9 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from . import enginehttp as http
 from .classify import FailureClass, PullFailed, classify
-from .enginehttp import CALL_TIMEOUT as CALL_TIMEOUT
-from .enginehttp import EngineUnavailable as EngineUnavailable
-from .enginehttp import docker_host as docker_host
+from .enginehttp import CALL_TIMEOUT, EngineUnavailable, docker_host
 from .reference import ImageRef
 
 if TYPE_CHECKING:

@@ -23,7 +23,8 @@ from .activation import activate, hold_history, keep_archive, locate
 from .classify import Failure, FailureClass, PullFailed
 from .config import AppConfig, Policy
 from .durations import human
-from .engine import Engine, EngineUnavailable, LocalImage, PullStream
+from .engine import Engine, LocalImage, PullStream
+from .enginehttp import EngineUnavailable
 from .errors import PullunitError
 from .notify import Notifier
 from .reference import ImageRef

@@ -30,7 +30,8 @@ from .. import paths
 from ..classify import PullFailed
 from ..cli import config_dir
 from ..config import AppConfig, app_files, app_name_of, load_app, resolve_app
-from ..engine import Engine, EngineUnavailable, LiteEngine, LocalImage
+from ..engine import Engine, LiteEngine, LocalImage
+from ..enginehttp import EngineUnavailable
 from ..errors import ConfigError, ExitCode, Interrupted, PullunitError
 from ..reference import ImageRef
 from ..updater import Edges, Failed, Outcome, Result, Updater

@@ -19,7 +19,8 @@ from ..dockerconf import (
     registry_config_from_entries,
     registry_config_from_info,
 )
-from ..engine import docker_host, platform_of
+from ..engine import platform_of
+from ..enginehttp import docker_host
 from ..reference import DEFAULT_REGISTRY
 from .context import Context, Daemon
 from .model import Check, Status, short

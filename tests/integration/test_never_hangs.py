@@ -141,7 +141,7 @@ def test_sigstopped_daemon_is_daemon_unavailable(client: Any, registry: Registry
                                                  spare_dockerd: Any) -> None:
     """The engine itself stops answering: every call to it has a bound of its own (at
     most engine.CALL_TIMEOUT past the deadline), and the class says it is the daemon."""
-    from pullunit.engine import CALL_TIMEOUT
+    from pullunit.enginehttp import CALL_TIMEOUT
 
     p = fresh(client, registry)
     assert spare_dockerd.pid is not None

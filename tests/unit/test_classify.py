@@ -147,7 +147,7 @@ def test_a_failure_is_a_pullunit_error_with_its_exit_code() -> None:
 
 
 def test_engine_and_puller_errors_share_the_root() -> None:
-    from pullunit.engine import EngineUnavailable
+    from pullunit.enginehttp import EngineUnavailable
     from pullunit.hints import DAEMON_FIX
     from pullunit.puller import GaveUp
 
