@@ -35,7 +35,7 @@ class LockUnsafe(PullunitError):
                          ExitCode.IOERR, f"remove {path} (only pullunit writes there)")
 
 
-def _open(path: Path) -> int:
+def open_lock_file(path: Path) -> int:
     """The lock file, created if need be, never through a symlink: root truncates and
     writes it, so a link planted there would make root overwrite the link's target."""
     try:
@@ -78,7 +78,7 @@ def app_lock(app: str, on_wait: Callable[[str], None], *, timeout: float,
     """Hold APP's lock for the body. Waits at most `timeout` seconds (math.inf: until
     the holder ends) for another holder, then raises PullunitError with EX_TEMPFAIL."""
     path = paths.runtime_dir() / f"{app}.lock"
-    fd = _open(path)
+    fd = open_lock_file(path)
     try:
         if not _try_lock(fd):
             bound = "" if math.isinf(timeout) else f" (at most {human(timeout)})"

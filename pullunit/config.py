@@ -118,6 +118,9 @@ class PullConfig:
     stall_timeout: float = 60.0
     refresh_timeout: float = 30.0
     rate_limit_delay: float = 60.0
+    # while the registry is unavailable, probe (a manifest HEAD) at least this often;
+    # 45 s: benchmarks/herd.py (README "Thundering herd")
+    probe_interval: float = 45.0
     retry_permanent: bool = False
     keep: int = 3
     archive: bool = False
@@ -220,6 +223,7 @@ _SCHEMA: dict[str, dict[str, Parser]] = {
         "stall_timeout": duration(finite=False, positive=True),
         "refresh_timeout": duration(positive=True),
         "rate_limit_delay": duration(),
+        "probe_interval": duration(positive=True),
         "retry_permanent": boolean,
         "keep": keep,
         "archive": boolean,

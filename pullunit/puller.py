@@ -8,12 +8,13 @@ history) -> notify.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, TypeVar
 
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 log = logging.getLogger("pullunit")
 POLL = 0.25  # how often a waiting pull checks its clocks; also bounds SIGTERM latency
+PROBE_LIMIT = 60.0  # a manifest HEAD not answered within this is not going to be
 
 
 class Source(enum.StrEnum):
@@ -86,7 +88,8 @@ class Puller:
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep,
                  ref: ImageRef | None = None, started: float | None = None,
-                 on_record: Callable[[state.AppState], object] | None = None):
+                 on_record: Callable[[state.AppState], object] | None = None,
+                 max_parallel_pulls: int = 0):
         self.app = app
         self.on_record = on_record  # after each failed attempt is saved (metrics)
         self.ref = ref or app.image.ref
@@ -101,6 +104,10 @@ class Puller:
         self.cred_helper: str | None = None  # a credential helper that failed
         self.cut_by: str | None = None  # the clock that ended the last attempt, if any
         self.last_failure: Failure | None = None  # the last one not made by a clock
+        self.answered = False  # a probe succeeded in the current attempt
+        self.probing = False  # the current attempt is at its probe
+        self.probes = 0  # probes sent in this run
+        self.max_parallel_pulls = max_parallel_pulls
         # `deadline` counts from `started` when the caller began earlier (it waited for
         # the app's lock): the whole command is bounded, not each part of it.
         self.start = clock() if started is None else started
@@ -110,11 +117,13 @@ class Puller:
     # -- the loop: attempt, ask retry.decide what next, sleep -------------------------
     def run(self, *, prefetch: bool = False) -> Outcome:
         """Make the image ready (or, with prefetch, only pull and record a newer one)."""
-        retries, previous = 0, None
+        retries, previous, probes, failures = 0, None, 0, 0
+        probe = False  # the next attempt starts with a probe (retry.decide says when)
         can_fall_back = not prefetch and self._fallback_possible()
         while True:
+            self.answered = self.probing = False
             try:
-                return self._attempt(prefetch, can_fall_back)
+                return self._attempt(prefetch, can_fall_back, probe=probe)
             except PullFailed as e:
                 failure = e.failure.without(self.creds.secrets() if self.creds else ())
             from . import retry
@@ -123,9 +132,12 @@ class Puller:
             rng = self._random()
             if failure.cls is FailureClass.DAEMON_UNAVAILABLE:
                 self.api = self.engine = None
-            self._report(failure, retries + 1, prefetch)
+            if self.answered:  # the registry answered a probe: its schedule starts over
+                probes = 0
+            failures += 1
+            self._report(failure, failures, prefetch)
             now = retry.Situation(failure.cls, self.clock() - self.start, retries, previous,
-                                  can_fall_back)
+                                  can_fall_back, probes=probes, answered=self.answered)
             decision = retry.decide(rules, now, rng)
             while isinstance(decision, retry.FallBack):
                 image = self._fallback()
@@ -139,14 +151,24 @@ class Puller:
                     log.error("giving up: %s", decision.reason)
                 self._record(0.0)
                 raise GaveUp(failure, self.attempts)
-            retries, previous = retries + 1, decision.drawn
+            if decision.probing:
+                probes += 1
+            else:
+                retries, previous = retries + 1, decision.drawn
+            probe = decision.probe
             delay = decision.delay
             self._record(delay)  # saved before the wait is announced (and interruptible)
             due = time.strftime("%H:%M:%S", time.localtime(time.time() + delay))
-            self.notifier.status(f"attempt {max(self.attempts, 1)} failed ({failure.cls}): "
-                                 f"{_short(failure.message)}; next attempt in {human(delay)} "
-                                 f"at {due}")
-            log.info("retrying in %s", human(delay))
+            if decision.probing:
+                what = (f"{self.ref.registry} unavailable ({failure.cls}): "
+                        f"{_short(failure.message)}; next probe in {human(delay)} at {due}, "
+                        "then the pull")
+            else:
+                what = (f"attempt {max(self.attempts, 1)} failed ({failure.cls}): "
+                        f"{_short(failure.message)}; next attempt in {human(delay)} at {due}")
+            self.notifier.status(what)
+            log.info("%s in %s", "probing again" if decision.probing else "retrying",
+                     human(delay))
             self.sleep(delay)
 
     def _rules(self, prefetch: bool) -> retry.Rules:
@@ -164,8 +186,9 @@ class Puller:
             self.rng = random.SystemRandom()
         return self.rng
 
-    def _attempt(self, prefetch: bool, can_fall_back: bool) -> Outcome:
-        """One try by image.policy: the local image, or a pull. Raises PullFailed."""
+    def _attempt(self, prefetch: bool, can_fall_back: bool, *, probe: bool = False) -> Outcome:
+        """One try by image.policy: the local image, or a pull (after a probe, when
+        asked, and in a host-wide pull slot). Raises PullFailed."""
         if self.app.image.policy is not Policy.ALWAYS and not prefetch:
             local = self._find_local()
             if local is not None:
@@ -173,9 +196,13 @@ class Puller:
             if self.app.image.policy is Policy.NEVER:
                 raise PullFailed.of(FailureClass.NOT_FOUND, f"{self.ref} is not present "
                                     "locally and image.policy is \"never\"")
-        self.attempts += 1
         cutoff = self._cutoff(self._rules(prefetch).effective_deadline, can_fall_back)
-        image = self._accept(self._pull_once(cutoff))
+        if probe:
+            self._probe(cutoff)
+        self.attempts += 1
+        with self._pull_slot(cutoff):
+            pulled = self._pull_once(cutoff)
+        image = self._accept(pulled)
         return self._prefetched(image) if prefetch else self._ready(image, Source.PULLED)
 
     # -- fallback: a known-good image keeps the app running --------------------------
@@ -263,6 +290,61 @@ class Puller:
         if can_fall_back and self.clock() < refresh < self.start + deadline:
             return Cutoff(refresh, "pull.refresh_timeout")
         return Cutoff(self.start + deadline, "pull.deadline")
+
+    def _probe(self, cut: Cutoff) -> None:
+        """Is the registry back? A manifest HEAD through the daemon (GET /distribution:
+        its proxies, certs.d, mirrors and our credentials apply), bounded by
+        stall_timeout and the attempt's cutoff. Raises PullFailed of the probe's class:
+        a 404 is not_found, a daemon that does not answer daemon_unavailable."""
+        self.cut_by = None
+        engine = self._engine()
+        creds = self._credentials(cut.at - self.clock())
+        limit = min(self.app.pull.stall_timeout, PROBE_LIMIT, cut.at - self.clock())
+        self.probes += 1
+        self.probing = True
+        log.info("probing %s for %s (probe %d)", self.ref.registry, self.ref, self.probes)
+        self.notifier.status(f"probing {self.ref.registry} for {self.ref} "
+                             f"(probe {self.probes})")
+        try:
+            if limit <= 0:
+                raise PullFailed.of(FailureClass.STALLED, "no time left for a probe")
+            engine.remote_digest(self.ref, creds.auth, limit)
+        except PullFailed as e:
+            if self.clock() < cut.at or e.failure.cls is not FailureClass.STALLED:
+                raise
+            self.cut_by = cut.why  # the clock ended it: say so, keep what went wrong before
+            passed = f"{cut.why} ({human(cut.at - self.start)}) passed during a probe"
+            last = self.last_failure
+            if last is not None:
+                raise PullFailed.of(last.cls, f"{last.message}; then {passed}") from None
+            raise PullFailed.of(FailureClass.STALLED, passed) from None
+        self.answered, self.probing = True, False
+        log.info("%s answered the probe: pulling", self.ref.registry)
+
+    def _pull_slot(self, cut: Cutoff) -> contextlib.AbstractContextManager[object]:
+        """One of the host's max_parallel_pulls slots for the layer pull, waited for until
+        the attempt's cutoff at most (pullslots.py)."""
+        if self.max_parallel_pulls <= 0:
+            return contextlib.nullcontext()
+        return self._slot(cut)
+
+    @contextlib.contextmanager
+    def _slot(self, cut: Cutoff) -> Iterator[None]:
+        from . import pullslots
+
+        def waiting(message: str) -> None:
+            log.info("%s", message)
+            self.notifier.status(message)
+
+        try:
+            with pullslots.pull_slot(self.max_parallel_pulls, self.app.name, cut.at, waiting,
+                                     clock=self.clock, sleep=self.sleep):
+                yield
+        except pullslots.NoSlot as e:
+            self.cut_by = cut.why
+            raise PullFailed.of(FailureClass.STALLED,
+                                f"{cut.why} ({human(cut.at - self.start)}) passed while "
+                                f"waiting for a pull slot: {e}") from None
 
     def _pull_once(self, cutoff: Cutoff | None = None) -> LocalImage:
         """One attempt. Every wait in it (credential helper, the daemon, the registry
@@ -418,7 +500,8 @@ class Puller:
 
         if self.cut_by is None:
             self.last_failure = failure
-        log.error("%s (%s): %s; fix: %s", "pull failed" if self.attempts else "cannot pull",
+        what = "probe failed" if self.probing else "pull failed" if self.attempts else "cannot pull"
+        log.error("%s (%s): %s; fix: %s", what,
                   failure.cls, failure.message,
                   fix_for(failure.cls, self._hint_context(failure.cls)))
         self.cut_by = None  # said once; the next failure has its own cause

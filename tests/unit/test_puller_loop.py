@@ -16,6 +16,7 @@ import pytest
 from pullunit import state
 from pullunit.classify import FailureClass, PullFailed
 from pullunit.config import load_app
+from pullunit.credentials import Credentials
 from pullunit.engine import LocalImage
 from pullunit.puller import GaveUp, Outcome, Puller, Source
 from pullunit.retry import PREFETCH_DEADLINE
@@ -50,12 +51,19 @@ class Clock:
 
 
 class Engine:
-    """inspect() and platform(), from a dict of images by name and ID."""
+    """inspect() and platform(), from a dict of images by name and ID; remote_digest()
+    (the probe) from the bed's script."""
 
     def __init__(self) -> None:
         self.images: dict[str, LocalImage] = {}
         self.daemon_platform = "linux/amd64"
         self.platform_asked = 0
+        self.probe: Callable[[], None] = lambda: None
+
+    def remote_digest(self, ref: object, auth: object, timeout: float) -> str:
+        assert timeout > 0
+        self.probe()
+        return "sha256:" + "0" * 64
 
     def add(self, img: LocalImage) -> None:
         self.images[img.id] = img
@@ -78,6 +86,7 @@ class Bed:
         self.clock = Clock()
         self.engine = Engine()
         self.pulls = 0
+        self.probes = 0
 
     def app(self, policy: str, pull: dict[str, str], image_keys: str = "") -> Path:
         path = self.root / "web.toml"
@@ -88,19 +97,34 @@ class Bed:
 
     def puller(self, script: Script, policy: str = "missing",
                seconds_per_attempt: float = 0.5, image_keys: str = "", **pull: str) -> Puller:
-        """pull: [pull] keys over FAST, as TOML values; image_keys: more [image] lines."""
+        """pull: [pull] keys over FAST, as TOML values; image_keys: more [image] lines.
+        A probe takes the next step when it is a failure, and succeeds (leaving the step
+        to the pull) when it is an image; probes and pulls both take seconds_per_attempt."""
         p = Puller(load_app(self.app(policy, pull, image_keys)), clock=self.clock,
                    sleep=self.clock.sleep, rng=random.Random(1))
-        steps = iter(script)
+        steps = list(script)
 
         def pull_once(cutoff: object = None) -> LocalImage:
             self.pulls += 1
             self.clock.now += seconds_per_attempt
-            step = next(steps)
+            step = steps.pop(0)
             if isinstance(step, FailureClass):
                 raise PullFailed.of(step, f"scripted {step}")
             self.engine.add(step)
             return step
+
+        def probe() -> None:
+            self.probes += 1
+            self.clock.now += seconds_per_attempt
+            if isinstance(steps[0], FailureClass):
+                step = steps.pop(0)
+                raise PullFailed.of(step, f"scripted {step} (probe)")
+
+        def no_helper(left: float) -> Credentials:
+            return Credentials(None, None)
+
+        self.engine.probe = probe
+        p._credentials = no_helper  # type: ignore[method-assign]
 
         def no_api() -> None:
             raise AssertionError("the loop needs no docker-py here")
@@ -142,8 +166,11 @@ U, N, R, D = (FailureClass.UNREACHABLE, FailureClass.NOT_FOUND, FailureClass.RAT
 def test_transient_failures_back_off_then_pull(bed: Bed) -> None:
     out = bed.puller([U, U, U, U, image(1)]).run()
     assert bed.clock.sleeps == [1.0, 2.0, 4.0, 4.0]
-    assert (out.source, out.attempts, out.reference) == (Source.PULLED, 5, run_ref(1))
-    assert out.elapsed == pytest.approx(11.0 + 5 * 0.5)
+    # after the first pull fails, the registry is probed (3 fail, the 4th answers) and
+    # pulled from only then: 2 pulls (attempts count pulls), 4 probes
+    assert (out.source, out.attempts, out.reference) == (Source.PULLED, 2, run_ref(1))
+    assert (bed.pulls, bed.probes) == (2, 4)
+    assert out.elapsed == pytest.approx(11.0 + 6 * 0.5)
     assert bed.env() == f"PULLUNIT_IMAGE={run_ref(1)}\n"
     st = bed.state()
     assert st["last_failure"] is None and st["current"]["image_id"] == image(1).id  # type: ignore[index]
@@ -152,8 +179,9 @@ def test_transient_failures_back_off_then_pull(bed: Bed) -> None:
 def test_deadline_ends_the_run(bed: Bed) -> None:
     with pytest.raises(GaveUp) as e:
         bed.puller([U] * 20, deadline='"10s"').run()
-    assert e.value.failure.cls is U and e.value.attempts == 4
-    # 0.5 + 1 + 0.5 + 2 + 0.5 + 4 + 0.5 = 9 s; the next 4 s would pass 10 s
+    # one pull, then probes: 0.5 + 1 + 0.5 + 2 + 0.5 + 4 + 0.5 = 9 s; the next 4 s would
+    # pass 10 s
+    assert e.value.failure.cls is U and e.value.attempts == 1 and bed.probes == 3
     assert bed.clock.sleeps == [1.0, 2.0, 4.0]
     assert bed.env() is None
     assert bed.state()["last_failure"]["cls"] == "unreachable"  # type: ignore[index]
@@ -224,7 +252,9 @@ def test_policy_always_falls_back_when_refresh_timeout_ends(
     out = bed.puller([U] * 20, refresh_timeout='"5s"', policy="always").run()
     # 0.5 + 1 + 0.5 + 2 + 0.5 = 4.5 s; the third wait is cut to end at 5 s
     assert bed.clock.sleeps == [1.0, 2.0, 0.5]
-    assert (out.source, out.reference, out.attempts) == (Source.FALLBACK, run_ref(7), 4)
+    # one pull, three probes (the last at 5 s fails: fall back)
+    assert (out.source, out.reference, out.attempts) == (Source.FALLBACK, run_ref(7), 1)
+    assert bed.probes == 3
     assert bed.env() == f"PULLUNIT_IMAGE={run_ref(7)}\n"
     assert bed.state()["last_failure"]["cls"] == "unreachable"  # type: ignore[index]
     assert "WARNING: running on the local image" in caplog.text
@@ -293,10 +323,11 @@ def test_each_failure_is_logged_once_with_its_fix(bed: Bed,
                                                   caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="pullunit")
     bed.puller([U, U, image(1)]).run()
-    failures = [r for r in caplog.records if "pull failed (unreachable)" in r.getMessage()]
-    assert len(failures) == 2 and all("fix:" in r.getMessage() for r in failures)
-    assert [r.getMessage() for r in caplog.records if "retrying in" in r.getMessage()] == [
-        "retrying in 1.0s", "retrying in 2.0s"]
+    failures = [r for r in caplog.records if "failed (unreachable)" in r.getMessage()]
+    assert [r.getMessage().split(" (")[0] for r in failures] == ["pull failed", "probe failed"]
+    assert all("fix:" in r.getMessage() for r in failures)
+    assert [r.getMessage() for r in caplog.records if "again in" in r.getMessage()] == [
+        "probing again in 1.0s", "probing again in 2.0s"]
 
 
 def test_outcome_source_is_a_plain_string_in_json(bed: Bed) -> None:

@@ -264,7 +264,7 @@ def test_rules_come_from_the_config(tmp_path: Path) -> None:
                     'rate_limit_delay = "11s"\nretry_permanent = true\n')
     r = Rules.of(load_app(path), prefetch=True)
     assert r == Rules(Policy.ALWAYS, Backoff(1.0, 9.0, 3.0, Jitter.EQUAL), 300.0, 7.0, 11.0,
-                      True, True)
+                      True, True, probe_interval=45.0)
 
 
 # --- properties over arbitrary situations ----------------------------------------------------
