@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from .config import HOST_CONFIG_NAME, read_toml
-from .configvalues import Parser, Where, abs_path, boolean, strict_table, unknown
+from .configvalues import (
+    Parser,
+    Where,
+    abs_path,
+    boolean,
+    strict_table,
+    type_name,
+    unknown,
+)
 from .errors import ConfigError
 
 # Where Debian's prometheus-node-exporter reads *.prom files (its textfile collector).
@@ -40,10 +48,25 @@ class MetricsConfig:
         return self.dir is not None
 
 
+# Layer pulls at once on this host (pullslots.py); 0: no limit. 3: dockerd fetches 3 layers
+# of each pull at once, so 3 pulls keep up to 9 transfers going, which fills a link; more
+# only split it further and make every app wait for the slowest (README).
+DEFAULT_MAX_PARALLEL_PULLS = 3
+
+
+def max_pulls(value: object, where: Where) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise where.error(f"expected an integer, got {type_name(value)}")
+    if not 0 <= value <= 64:
+        raise where.error(f"must be between 0 (no limit) and 64, got {value}")
+    return value
+
+
 @dataclass(frozen=True)
 class HostConfig:
     path: Path
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    max_parallel_pulls: int = DEFAULT_MAX_PARALLEL_PULLS
 
 
 def _table(cls: type, keys: Mapping[str, Parser]) -> Parser:
@@ -56,6 +79,7 @@ def _table(cls: type, keys: Mapping[str, Parser]) -> Parser:
 # top-level key (a table or a value) -> (HostConfig field, parser)
 _SCHEMA: dict[str, tuple[str, Parser]] = {
     "metrics": ("metrics", _table(MetricsConfig, {"enabled": boolean, "dir": abs_path})),
+    "max_parallel_pulls": ("max_parallel_pulls", max_pulls),
 }
 
 

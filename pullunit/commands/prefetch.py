@@ -49,14 +49,16 @@ def run(args: argparse.Namespace) -> int:
     targets = list(args.apps) or [str(p) for p in app_files(cfg)]
     results: list[dict[str, Any]] = []
     worst = 0
-    settings = load_host(cfg).metrics
+    host = load_host(cfg)
+    settings = host.metrics
     for target in targets:
         row = _row(app_name_of(Path(target)) if target.endswith(".toml") else target)
         results.append(row)
         try:
             app = load_app(resolve_app(cfg, target))
             row["app"] = app.name
-            code = _prefetch(app, row, settings, verbose=bool(args.apps))
+            code = _prefetch(app, row, settings, verbose=bool(args.apps),
+                             max_parallel_pulls=host.max_parallel_pulls)
         except PullunitError as e:
             code = _failed(row, e)
         worst = max(worst, code)
@@ -71,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _prefetch(app: AppConfig, row: dict[str, Any], settings: MetricsConfig, *,
-              verbose: bool) -> int:
+              verbose: bool, max_parallel_pulls: int) -> int:
     """Fill in this app's row; its exit code (0 unless the pull failed)."""
     if app.image.policy is not Policy.ALWAYS:
         row["message"] = f"policy is {app.image.policy}; prefetch is for policy always"
@@ -83,7 +85,8 @@ def _prefetch(app: AppConfig, row: dict[str, Any], settings: MetricsConfig, *,
     with app_lock(app.name, lambda m: log.info("%s", m), timeout=BACKGROUND_WAIT):
         current = state.load(app.name).current
         row["running"] = current.reference if current else None
-        puller = Puller(app, notifier=Notifier(), ref=ref, on_record=publish)
+        puller = Puller(app, notifier=Notifier(), ref=ref, on_record=publish,
+                        max_parallel_pulls=max_parallel_pulls)
         try:
             outcome = puller.run(prefetch=True)
         except GaveUp as e:

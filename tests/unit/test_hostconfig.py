@@ -10,7 +10,13 @@ import pytest
 
 from pullunit.config import app_files, load_app
 from pullunit.errors import ConfigError
-from pullunit.hostconfig import DEFAULT_METRICS_DIR, HostConfig, MetricsConfig, load_host
+from pullunit.hostconfig import (
+    DEFAULT_MAX_PARALLEL_PULLS,
+    DEFAULT_METRICS_DIR,
+    HostConfig,
+    MetricsConfig,
+    load_host,
+)
 
 from .conftest import MINIMAL, assert_no_traceback, cli_env, run_cli
 
@@ -31,6 +37,13 @@ def test_metrics_table(config_dir: Path) -> None:
     assert host.metrics.configured and host.metrics.directory == Path("/srv/prom/textfile")
     with pytest.raises(AttributeError):
         host.metrics.enabled = True  # type: ignore[misc]
+
+
+def test_max_parallel_pulls(config_dir: Path) -> None:
+    assert load_host(config_dir).max_parallel_pulls == DEFAULT_MAX_PARALLEL_PULLS == 3
+    for n in (0, 1, 64):
+        (config_dir / "pullunit.toml").write_text(f"max_parallel_pulls = {n}\n")
+        assert load_host(config_dir).max_parallel_pulls == n
 
 
 @dataclass(frozen=True)
@@ -54,6 +67,12 @@ BAD = [
     Bad("enabled-not-bool", "[metrics]\nenabled = 'yes'\n",
         "metrics.enabled: expected true or false, got string"),
     Bad("metrics-not-table", "metrics = 3\n", "metrics: expected a table [metrics], got integer"),
+    Bad("max-pulls-negative", "max_parallel_pulls = -1\n",
+        "max_parallel_pulls: must be between 0 (no limit) and 64, got -1"),
+    Bad("max-pulls-string", "max_parallel_pulls = '2'\n",
+        "max_parallel_pulls: expected an integer, got string"),
+    Bad("max-pulls-typo", "max_parallel_pull = 2\n",
+        "did you mean 'max_parallel_pulls'?"),
     Bad("syntax", "[metrics\n", "(at line 1, column 9)"),
     Bad("not-utf8", b"[metrics]\ndir = '\xff'\n", "not valid UTF-8"),
 ]

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from pullunit.classify import FailureClass, PullFailed
 from pullunit.config import load_app
 from pullunit.credentials import Credentials
 from pullunit.engine import LocalImage
+from pullunit.notify import Notifier
 from pullunit.puller import GaveUp, Outcome, Puller, Source
 from pullunit.retry import PREFETCH_DEADLINE
 
@@ -77,7 +79,19 @@ class Engine:
         return self.daemon_platform
 
 
-Script = list[FailureClass | LocalImage]
+ANSWER = "answer"  # a probe that succeeds without the pull that follows it succeeding
+Script = list[FailureClass | LocalImage | str]
+
+
+class Said(Notifier):
+    """The STATUS= lines the puller sends, kept."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def _send(self, text: str) -> None:
+        self.lines.append(text)
 
 
 class Bed:
@@ -87,6 +101,7 @@ class Bed:
         self.engine = Engine()
         self.pulls = 0
         self.probes = 0
+        self.notifier = Said()
 
     def app(self, policy: str, pull: dict[str, str], image_keys: str = "") -> Path:
         path = self.root / "web.toml"
@@ -96,12 +111,14 @@ class Bed:
         return path
 
     def puller(self, script: Script, policy: str = "missing",
-               seconds_per_attempt: float = 0.5, image_keys: str = "", **pull: str) -> Puller:
+               seconds_per_attempt: float = 0.5, image_keys: str = "",
+               max_parallel_pulls: int = 0, **pull: str) -> Puller:
         """pull: [pull] keys over FAST, as TOML values; image_keys: more [image] lines.
         A probe takes the next step when it is a failure, and succeeds (leaving the step
         to the pull) when it is an image; probes and pulls both take seconds_per_attempt."""
         p = Puller(load_app(self.app(policy, pull, image_keys)), clock=self.clock,
-                   sleep=self.clock.sleep, rng=random.Random(1))
+                   sleep=self.clock.sleep, rng=random.Random(1), notifier=self.notifier,
+                   max_parallel_pulls=max_parallel_pulls)
         steps = list(script)
 
         def pull_once(cutoff: object = None) -> LocalImage:
@@ -110,6 +127,7 @@ class Bed:
             step = steps.pop(0)
             if isinstance(step, FailureClass):
                 raise PullFailed.of(step, f"scripted {step}")
+            assert isinstance(step, LocalImage), f"a pull met {step!r}"
             self.engine.add(step)
             return step
 
@@ -119,6 +137,8 @@ class Bed:
             if isinstance(steps[0], FailureClass):
                 step = steps.pop(0)
                 raise PullFailed.of(step, f"scripted {step} (probe)")
+            if steps[0] == ANSWER:
+                steps.pop(0)
 
         def no_helper(left: float) -> Credentials:
             return Credentials(None, None)
@@ -347,3 +367,94 @@ def test_the_loop_never_reads_the_real_clock(bed: Bed,
     monkeypatch.setattr(time, "sleep", lambda s: sleeps.append(s))  # type: ignore[arg-type]
     bed.puller([U, U, image(1)]).run()
     assert bed.clock.sleeps == [1.0, 2.0] and sleeps == []
+
+
+# --- probes: cheap while the registry is down, layers only once it answers -----------------
+
+def test_probes_replace_pulls_while_the_registry_is_down(bed: Bed) -> None:
+    out = bed.puller([U, FailureClass.SERVER_ERROR, FailureClass.DNS,
+                      FailureClass.STALLED, image(1)]).run()
+    assert (bed.pulls, bed.probes, out.attempts) == (2, 4, 2)
+    assert bed.clock.sleeps == [1.0, 2.0, 4.0, 4.0]  # the ramp, capped (FAST: max 4 s)
+    probing = [line for line in bed.notifier.lines if "next probe in" in line]
+    assert len(probing) == 4 and "registry.test:5000 unavailable (unreachable)" in probing[0]
+
+
+def test_the_probe_schedule_is_capped_by_probe_interval(bed: Bed) -> None:
+    bed.puller([U] * 8 + [image(1)], max_delay='"1min"', probe_interval='"5s"').run()
+    assert bed.clock.sleeps == [1.0, 2.0, 4.0, 5.0, 5.0, 5.0, 5.0, 5.0]
+
+
+def test_a_failed_pull_after_an_answered_probe_backs_off(bed: Bed) -> None:
+    """The registry answers probes but the pull fails: layer pulls follow the backoff
+    (1, 2, 4 ... pull.max_delay), each after a probe; probes alone would retry at 1 s."""
+    S = FailureClass.STALLED
+    bed.puller([U, ANSWER, S, ANSWER, S, ANSWER, S, ANSWER, image(1)],
+               probe_interval='"1s"').run()
+    assert bed.clock.sleeps == [1.0, 1.0, 2.0, 4.0]
+    assert (bed.pulls, bed.probes) == (5, 4)
+
+
+def test_a_probe_404_is_permanent(bed: Bed) -> None:
+    with pytest.raises(GaveUp) as e:
+        bed.puller([U, N, image(1)]).run()
+    assert e.value.failure.cls is N and (bed.pulls, bed.probes) == (1, 1)
+    assert bed.clock.sleeps == [1.0]
+
+
+def test_daemon_unavailable_is_retried_without_probes(bed: Bed) -> None:
+    bed.puller([D, D, image(1)]).run()
+    assert (bed.pulls, bed.probes) == (3, 0)
+
+
+def test_a_429_probe_waits_at_least_the_floor(bed: Bed) -> None:
+    bed.puller([U, R, image(1)], rate_limit_delay='"30s"').run()
+    assert bed.clock.sleeps == [1.0, 30.0] and bed.probes == 2
+
+
+# --- the host-wide pull limit -------------------------------------------------------------
+
+@pytest.fixture
+def slots_taken(bed: Bed) -> Iterator[None]:
+    """Another puller holds the host's only slot."""
+    from pullunit.pullslots import pull_slot
+
+    with pull_slot(1, "other", 0.0, lambda m: None, clock=bed.clock,
+                   sleep=bed.clock.sleep):
+        yield
+
+
+def test_a_warm_start_takes_no_slot(bed: Bed, slots_taken: None) -> None:
+    bed.engine.add(image(3))
+    out = bed.puller([], max_parallel_pulls=1).run()
+    assert out.source is Source.LOCAL and bed.clock.sleeps == []
+
+
+def test_a_puller_waits_for_a_slot_says_so_and_falls_back_at_refresh_timeout(
+        bed: Bed, slots_taken: None, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="pullunit")
+    bed.good(7)
+    out = bed.puller([image(1)], policy="always", max_parallel_pulls=1,
+                     refresh_timeout='"5s"').run()
+    assert out.source is Source.FALLBACK and bed.pulls == 0
+    assert bed.clock.now - 1000.0 == pytest.approx(5.0)  # waited to the cutoff only
+    waiting = [line for line in bed.notifier.lines if "waiting for a pull slot" in line]
+    assert waiting == [f"STATUS=waiting for a pull slot: all 1 in use (pid {os.getpid()} "
+                       "other); max_parallel_pulls in pullunit.toml"]
+    assert "waiting for a pull slot" in caplog.text
+    assert "while waiting for a pull slot" in bed.state()["last_failure"]["message"]  # type: ignore[index]
+
+
+def test_only_layer_pulls_take_a_slot(bed: Bed, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pullunit import pullslots
+
+    real = pullslots.pull_slot
+    taken: list[int] = []
+
+    def counting(limit: int, *a: object, **kw: object) -> object:
+        taken.append(limit)
+        return real(limit, *a, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pullslots, "pull_slot", counting)
+    bed.puller([U, U, U, image(1)], max_parallel_pulls=2).run()
+    assert (bed.pulls, bed.probes, taken) == (2, 3, [2, 2])
