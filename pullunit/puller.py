@@ -159,16 +159,11 @@ class Puller:
             delay = decision.delay
             self._record(delay)  # saved before the wait is announced (and interruptible)
             due = time.strftime("%H:%M:%S", time.localtime(time.time() + delay))
-            if decision.probing:
-                what = (f"{self.ref.registry} unavailable ({failure.cls}): "
-                        f"{_short(failure.message)}; next probe in {human(delay)} at {due}, "
-                        "then the pull")
-            else:
-                what = (f"attempt {max(self.attempts, 1)} failed ({failure.cls}): "
-                        f"{_short(failure.message)}; next attempt in {human(delay)} at {due}")
-            self.notifier.status(what)
-            log.info("%s in %s", "probing again" if decision.probing else "retrying",
-                     human(delay))
+            self.notifier.status(f"attempt {max(self.attempts, 1)} failed ({failure.cls}): "
+                                 f"{_short(failure.message)}; next attempt in {human(delay)} "
+                                 f"at {due}")
+            log.info("retrying in %s%s", human(delay),
+                     " (a probe first; the pull once it is answered)" if probe else "")
             self.sleep(delay)
 
     def _rules(self, prefetch: bool) -> retry.Rules:
@@ -197,9 +192,9 @@ class Puller:
                 raise PullFailed.of(FailureClass.NOT_FOUND, f"{self.ref} is not present "
                                     "locally and image.policy is \"never\"")
         cutoff = self._cutoff(self._rules(prefetch).effective_deadline, can_fall_back)
+        self.attempts += 1  # a probe and the pull after it are one attempt
         if probe:
             self._probe(cutoff)
-        self.attempts += 1
         with self._pull_slot(cutoff):
             pulled = self._pull_once(cutoff)
         image = self._accept(pulled)
@@ -313,7 +308,8 @@ class Puller:
             if self.clock() < cut.at or e.failure.cls is not FailureClass.STALLED:
                 raise
             self.cut_by = cut.why  # the clock ended it: say so, keep what went wrong before
-            passed = f"{cut.why} ({human(cut.at - self.start)}) passed during a probe"
+            passed = (f"{cut.why} ({human(cut.at - self.start)}) passed during attempt "
+                      f"{self.attempts}, probing {self.ref.registry}")
             last = self.last_failure
             if last is not None:
                 raise PullFailed.of(last.cls, f"{last.message}; then {passed}") from None

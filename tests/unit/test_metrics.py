@@ -274,8 +274,7 @@ def test_the_loop_records_each_failed_attempt_with_its_wait(tmp_path: Path) -> N
     assert [(f.cls, f.attempt) for f in saved.failures] == [
         ("rate_limited", 3), ("unreachable", 2), ("unreachable", 1)]
     assert saved.stats.attempts == (("rate_limited", 1), ("unreachable", 2))
-    # a failed pull, then probes (each a failed try, counted by class): 2 pulls in all
-    assert out.attempts == 2
+    assert out.attempts == 4  # a pull, two attempts that stopped at their probe, a pull
 
 
 def test_giving_up_records_no_wait(tmp_path: Path) -> None:

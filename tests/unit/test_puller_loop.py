@@ -186,9 +186,9 @@ U, N, R, D = (FailureClass.UNREACHABLE, FailureClass.NOT_FOUND, FailureClass.RAT
 def test_transient_failures_back_off_then_pull(bed: Bed) -> None:
     out = bed.puller([U, U, U, U, image(1)]).run()
     assert bed.clock.sleeps == [1.0, 2.0, 4.0, 4.0]
-    # after the first pull fails, the registry is probed (3 fail, the 4th answers) and
-    # pulled from only then: 2 pulls (attempts count pulls), 4 probes
-    assert (out.source, out.attempts, out.reference) == (Source.PULLED, 2, run_ref(1))
+    # after the first pull fails, each attempt probes the registry (3 fail, the 4th is
+    # answered) and pulls only then: 5 attempts, 2 of them pulls
+    assert (out.source, out.attempts, out.reference) == (Source.PULLED, 5, run_ref(1))
     assert (bed.pulls, bed.probes) == (2, 4)
     assert out.elapsed == pytest.approx(11.0 + 6 * 0.5)
     assert bed.env() == f"PULLUNIT_IMAGE={run_ref(1)}\n"
@@ -201,7 +201,8 @@ def test_deadline_ends_the_run(bed: Bed) -> None:
         bed.puller([U] * 20, deadline='"10s"').run()
     # one pull, then probes: 0.5 + 1 + 0.5 + 2 + 0.5 + 4 + 0.5 = 9 s; the next 4 s would
     # pass 10 s
-    assert e.value.failure.cls is U and e.value.attempts == 1 and bed.probes == 3
+    assert e.value.failure.cls is U and e.value.attempts == 4
+    assert (bed.pulls, bed.probes) == (1, 3)
     assert bed.clock.sleeps == [1.0, 2.0, 4.0]
     assert bed.env() is None
     assert bed.state()["last_failure"]["cls"] == "unreachable"  # type: ignore[index]
@@ -273,8 +274,8 @@ def test_policy_always_falls_back_when_refresh_timeout_ends(
     # 0.5 + 1 + 0.5 + 2 + 0.5 = 4.5 s; the third wait is cut to end at 5 s
     assert bed.clock.sleeps == [1.0, 2.0, 0.5]
     # one pull, three probes (the last at 5 s fails: fall back)
-    assert (out.source, out.reference, out.attempts) == (Source.FALLBACK, run_ref(7), 1)
-    assert bed.probes == 3
+    assert (out.source, out.reference, out.attempts) == (Source.FALLBACK, run_ref(7), 4)
+    assert (bed.pulls, bed.probes) == (1, 3)
     assert bed.env() == f"PULLUNIT_IMAGE={run_ref(7)}\n"
     assert bed.state()["last_failure"]["cls"] == "unreachable"  # type: ignore[index]
     assert "WARNING: running on the local image" in caplog.text
@@ -346,8 +347,9 @@ def test_each_failure_is_logged_once_with_its_fix(bed: Bed,
     failures = [r for r in caplog.records if "failed (unreachable)" in r.getMessage()]
     assert [r.getMessage().split(" (")[0] for r in failures] == ["pull failed", "probe failed"]
     assert all("fix:" in r.getMessage() for r in failures)
-    assert [r.getMessage() for r in caplog.records if "again in" in r.getMessage()] == [
-        "probing again in 1.0s", "probing again in 2.0s"]
+    assert [r.getMessage() for r in caplog.records if "retrying in" in r.getMessage()] == [
+        "retrying in 1.0s (a probe first; the pull once it is answered)",
+        "retrying in 2.0s (a probe first; the pull once it is answered)"]
 
 
 def test_outcome_source_is_a_plain_string_in_json(bed: Bed) -> None:
@@ -374,10 +376,11 @@ def test_the_loop_never_reads_the_real_clock(bed: Bed,
 def test_probes_replace_pulls_while_the_registry_is_down(bed: Bed) -> None:
     out = bed.puller([U, FailureClass.SERVER_ERROR, FailureClass.DNS,
                       FailureClass.STALLED, image(1)]).run()
-    assert (bed.pulls, bed.probes, out.attempts) == (2, 4, 2)
+    assert (bed.pulls, bed.probes, out.attempts) == (2, 4, 5)
     assert bed.clock.sleeps == [1.0, 2.0, 4.0, 4.0]  # the ramp, capped (FAST: max 4 s)
-    probing = [line for line in bed.notifier.lines if "next probe in" in line]
-    assert len(probing) == 4 and "registry.test:5000 unavailable (unreachable)" in probing[0]
+    waiting = [line for line in bed.notifier.lines if "next attempt in" in line]
+    assert len(waiting) == 4 and waiting[0].startswith("STATUS=attempt 1 failed (unreachable)")
+    assert waiting[3].startswith("STATUS=attempt 4 failed (stalled)")
 
 
 def test_the_probe_schedule_is_capped_by_probe_interval(bed: Bed) -> None:
