@@ -136,8 +136,11 @@ class Puller:
                 probes = 0
             failures += 1
             self._report(failure, failures, prefetch)
+            retry_after = (self._retry_after(rules)
+                           if failure.cls in (FailureClass.RATE_LIMITED,
+                                              FailureClass.SERVER_ERROR) else None)
             now = retry.Situation(failure.cls, self.clock() - self.start, retries, previous,
-                                  can_fall_back, probes=probes, answered=self.answered)
+                                  can_fall_back, retry_after, probes, self.answered)
             decision = retry.decide(rules, now, rng)
             while isinstance(decision, retry.FallBack):
                 image = self._fallback()
@@ -165,6 +168,20 @@ class Puller:
             log.info("retrying in %s%s", human(delay),
                      " (a probe first; the pull once it is answered)" if probe else "")
             self.sleep(delay)
+
+    def _retry_after(self, rules: retry.Rules) -> float | None:
+        """After a 429 or 5xx: the registry's Retry-After, asked with one manifest HEAD of
+        our own (the daemon's text has no headers), within retryafter.ASK_LIMIT, the
+        stall_timeout and what is left of the deadline."""
+        from . import retryafter
+
+        left = self.start + rules.effective_deadline - self.clock()
+        limit = min(retryafter.ASK_LIMIT, self.app.pull.stall_timeout, left)
+        auth = self.creds.auth if self.creds else None
+        seconds = retryafter.ask(self.ref, auth, limit)
+        if seconds is not None:
+            log.info("%s asks to wait %s (Retry-After)", self.ref.registry, human(seconds))
+        return seconds
 
     def _rules(self, prefetch: bool) -> retry.Rules:
         """The retry rules of this run, made when a pull or a failure first needs them."""

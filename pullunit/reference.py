@@ -29,6 +29,7 @@ _REMAINDER = re.compile(
 DIGEST_RE = re.compile(rf"\A{_DIGEST}\Z", re.ASCII)
 
 DEFAULT_REGISTRY = "docker.io"
+HUB_API_HOST = "registry-1.docker.io"  # where dockerd sends docker.io requests
 NAME_TOTAL_LENGTH_MAX = 255
 
 

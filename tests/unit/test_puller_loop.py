@@ -102,6 +102,7 @@ class Bed:
         self.pulls = 0
         self.probes = 0
         self.notifier = Said()
+        self.retry_after: float | None = None
 
     def app(self, policy: str, pull: dict[str, str], image_keys: str = "") -> Path:
         path = self.root / "web.toml"
@@ -145,6 +146,8 @@ class Bed:
 
         self.engine.probe = probe
         p._credentials = no_helper  # type: ignore[method-assign]
+        # the registry's Retry-After, asked after a 429/5xx: scripted, no network
+        p._retry_after = lambda rules: self.retry_after  # type: ignore[method-assign]
 
         def no_api() -> None:
             raise AssertionError("the loop needs no docker-py here")
@@ -461,3 +464,14 @@ def test_only_layer_pulls_take_a_slot(bed: Bed, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(pullslots, "pull_slot", counting)
     bed.puller([U, U, U, image(1)], max_parallel_pulls=2).run()
     assert (bed.pulls, bed.probes, taken) == (2, 3, [2, 2])
+
+
+def test_the_registrys_retry_after_is_honoured(bed: Bed) -> None:
+    bed.retry_after = 90.0
+    bed.puller([R, FailureClass.SERVER_ERROR, image(1)], rate_limit_delay='"30s"').run()
+    assert bed.clock.sleeps == [90.0, 90.0]  # above the 429 floor and the probe schedule
+
+
+def test_without_a_retry_after_the_429_floor_applies(bed: Bed) -> None:
+    bed.puller([R, image(1)], rate_limit_delay='"30s"').run()
+    assert bed.clock.sleeps == [30.0]
