@@ -13,6 +13,7 @@ import enum
 import logging
 import math
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -136,9 +137,7 @@ class Puller:
                 probes = 0
             failures += 1
             self._report(failure, failures, prefetch)
-            retry_after = (self._retry_after(rules)
-                           if failure.cls in (FailureClass.RATE_LIMITED,
-                                              FailureClass.SERVER_ERROR) else None)
+            retry_after = self._retry_after(rules) if _may_say_retry_after(failure) else None
             now = retry.Situation(failure.cls, self.clock() - self.start, retries, previous,
                                   can_fall_back, retry_after, probes, self.answered)
             decision = retry.decide(rules, now, rng)
@@ -549,6 +548,14 @@ class Puller:
                            running_as_root=os.geteuid() == 0, data_root=data_root,
                            free_bytes=free, platform=self.app.image.platform,
                            credential_helper=self.cred_helper, cut_by=self.cut_by)
+
+
+def _may_say_retry_after(failure: Failure) -> bool:
+    """A 429, or a 503 the daemon quotes: the answers that come with Retry-After (RFC
+    9110). Any other failure is not worth a request of our own to ask."""
+    return failure.cls is FailureClass.RATE_LIMITED or (
+        failure.cls is FailureClass.SERVER_ERROR
+        and re.search(r"\b503\b", failure.message) is not None)
 
 
 def _short(text: str, limit: int = 160) -> str:

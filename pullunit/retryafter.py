@@ -74,14 +74,16 @@ def ask(ref: ImageRef, auth: Auth | None, timeout: float) -> float | None:
     deadline = Deadline.after(timeout)
     path = f"/v2/{ref.remote_path}/manifests/{ref.digest or ref.tag or 'latest'}"
     try:
-        session = Session(_endpoint(ref, deadline))
+        endpoint = _endpoint(ref, deadline)
+        session = Session(endpoint)
+        url = endpoint.base + path  # absolute: fetch() reads the port from the URL
         headers: dict[str, str] = {}
-        r = session.fetch("HEAD", path, headers, deadline)
+        r = session.fetch("HEAD", url, headers, deadline)
         if r.status == 401:
             challenge = pick_challenge(r.headers.get_all("WWW-Authenticate") or [])
             headers.update(session.authorization(
                 challenge, ref.remote_path, auth.as_dict() if auth else {}, deadline))
-            r = session.fetch("HEAD", path, headers, deadline)
+            r = session.fetch("HEAD", url, headers, deadline)
     except (OSError, ssl.SSLError, http.client.HTTPException, ValueError, TokenError,
             WatchdogTimeout, IndexError):
         return None

@@ -468,8 +468,23 @@ def test_only_layer_pulls_take_a_slot(bed: Bed, monkeypatch: pytest.MonkeyPatch)
 
 def test_the_registrys_retry_after_is_honoured(bed: Bed) -> None:
     bed.retry_after = 90.0
-    bed.puller([R, FailureClass.SERVER_ERROR, image(1)], rate_limit_delay='"30s"').run()
+    bed.puller([R, R, image(1)], rate_limit_delay='"30s"').run()
     assert bed.clock.sleeps == [90.0, 90.0]  # above the 429 floor and the probe schedule
+
+
+@pytest.mark.parametrize(("cls", "message", "asks"), [
+    (R, "toomanyrequests: slow down", True),
+    (FailureClass.SERVER_ERROR, "received unexpected HTTP status: 503 Service Unavailable",
+     True),
+    (FailureClass.SERVER_ERROR, "received unexpected HTTP status: 502 Bad Gateway", False),
+    (U, "dial tcp 127.0.0.1:5000: connect: connection refused", False),
+])
+def test_only_a_429_or_503_is_worth_asking_for_retry_after(
+        cls: FailureClass, message: str, asks: bool) -> None:
+    from pullunit.classify import Failure
+    from pullunit.puller import _may_say_retry_after
+
+    assert _may_say_retry_after(Failure(cls, message)) is asks
 
 
 def test_without_a_retry_after_the_429_floor_applies(bed: Bed) -> None:
