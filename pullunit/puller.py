@@ -169,7 +169,7 @@ class Puller:
             self.sleep(delay)
 
     def _retry_after(self, rules: retry.Rules) -> float | None:
-        """After a 429 or 5xx: the registry's Retry-After, asked with one manifest HEAD of
+        """After a 429 or 503: the registry's Retry-After, asked with one manifest HEAD of
         our own (the daemon's text has no headers), within retryafter.ASK_LIMIT, the
         stall_timeout and what is left of the deadline."""
         from . import retryafter
