@@ -137,8 +137,10 @@ class Puller:
                 probes = 0
             failures += 1
             self._report(failure, failures, prefetch)
+            failed_at = self.clock()
             retry_after = self._retry_after(rules) if _may_say_retry_after(failure) else None
-            now = retry.Situation(failure.cls, self.clock() - self.start, retries, previous,
+            asking = self.clock() - failed_at  # the wait counts from the failure
+            now = retry.Situation(failure.cls, failed_at - self.start, retries, previous,
                                   can_fall_back, retry_after, probes, self.answered)
             decision = retry.decide(rules, now, rng)
             while isinstance(decision, retry.FallBack):
@@ -158,7 +160,7 @@ class Puller:
             else:
                 retries, previous = retries + 1, decision.drawn
             probe = decision.probe
-            delay = decision.delay
+            delay = max(0.0, decision.delay - asking)
             self._record(delay)  # saved before the wait is announced (and interruptible)
             due = time.strftime("%H:%M:%S", time.localtime(time.time() + delay))
             self.notifier.status(f"attempt {max(self.attempts, 1)} failed ({failure.cls}): "

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 CERTS_D = Path("/etc/docker/certs.d")
 MAX_HONOURED = 3600.0  # a registry asking for more than an hour is not taken at its word
-ASK_LIMIT = 5.0  # the whole exchange (token included): it only refines a wait
+ASK_LIMIT = 3.0  # the whole exchange (token included): it only refines a wait
 
 
 def parse(value: str, now: float) -> float | None:

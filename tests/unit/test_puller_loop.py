@@ -490,3 +490,15 @@ def test_only_a_429_or_503_is_worth_asking_for_retry_after(
 def test_without_a_retry_after_the_429_floor_applies(bed: Bed) -> None:
     bed.puller([R, image(1)], rate_limit_delay='"30s"').run()
     assert bed.clock.sleeps == [30.0]
+
+
+def test_the_time_spent_asking_for_retry_after_counts_in_the_wait(bed: Bed) -> None:
+    p = bed.puller([R, image(1)], rate_limit_delay='"30s"')
+
+    def slow_registry(rules: object) -> None:
+        bed.clock.now += 2.0  # the HEAD took 2 s and said nothing
+        return None
+
+    p._retry_after = slow_registry  # type: ignore[method-assign,assignment]
+    p.run()
+    assert bed.clock.sleeps == [28.0]  # 30 s from the failure, not from the answer
