@@ -993,3 +993,41 @@ def test_relocated_dirs_reach_the_puller(pu: Machine, registries: Any,
     r = pu.run(["pullunit", "status", "--json", app.name], env=env, check=False)
     [row] = json.loads(r.stdout)["apps"]
     assert row["current"]["reference"] == reference, row
+
+
+# ------------------------------------------------------- the host-wide pull limit
+
+
+def test_a_pull_waiting_for_a_slot_says_so_and_a_killed_holder_frees_it(
+        pu: Machine, registries: Any, stalled_proxy: Any, leftovers: DockerLeftovers) -> None:
+    """max_parallel_pulls = 1 in /etc/pullunit/pullunit.toml: while one pull unit holds the
+    host's only slot (its blobs stall), the next one's StatusText says it waits and for
+    whom; SIGKILL of the holder (no cleanup of its own) frees the slot and the next app
+    runs."""
+    reg = registries().start()
+    rh.tb_images.make_big_image(f"{reg.address}/e2e/slotheld:1.0", total_mb=4, layers=1)
+    rh.push_image(f"{reg.address}/e2e/slotnext:1.0")
+    proxy = stalled_proxy(reg)
+    pu.write_file("/etc/pullunit/pullunit.toml", "max_parallel_pulls = 1\n")
+    held = App(pu, leftovers, "held", f"{proxy.address}/e2e/slotheld:1.0",
+               pull={"stall_timeout": "5min"})
+    leftovers.repositories.append(f"{reg.address}/e2e/slotheld")
+    after = App(pu, leftovers, "next", f"{reg.address}/e2e/slotnext:1.0")
+    generate(pu)
+    pu.systemctl("start", "--no-block", held.pull_unit)
+    pu.wait_for(lambda: held.pull("StatusText")["StatusText"].startswith("pulling "), 20,
+                0.05, "the first pull to hold the slot and pull")
+    holder = held.pull("MainPID")["MainPID"]
+    pu.systemctl("start", "--no-block", after.run_unit)
+
+    def waiting() -> str | None:
+        text = after.pull("StatusText")["StatusText"]
+        return text if text.startswith("waiting for a pull slot") else None
+
+    status = pu.wait_for(waiting, 20, 0.05, "the second pull to wait for the slot")
+    assert status == (f"waiting for a pull slot: all 1 in use (pid {holder} {held.name}); "
+                      "max_parallel_pulls in pullunit.toml")
+    assert after.pull("ActiveState")["ActiveState"] == "activating"
+    pu.systemctl("kill", "--signal=SIGKILL", held.pull_unit)
+    after.wait_active(30)
+    assert "waiting for a pull slot" in pu.journal(after.pull_unit)
