@@ -5,8 +5,8 @@ suggestion for a typo, every error naming the file and the dotted key (exit 78),
 dataclasses out. No file means the defaults.
 
 One table of keys drives parsing and the unknown-key error, so a setting is declared
-once. Tables today: [metrics]. The file is meant to grow (host-wide mirrors as
-[[mirror]], max_parallel_pulls): add a row to _SCHEMA and a field to HostConfig.
+once. Today: [metrics] and max_parallel_pulls. The file is meant to grow (host-wide
+mirrors as [[mirror]]): add a row to _SCHEMA and a field to HostConfig.
 """
 
 from __future__ import annotations

@@ -250,6 +250,76 @@ def test_permanent_under_always_falls_back_at_once() -> None:
     assert d == FallBack('denied is permanent and image.policy is "always"')
 
 
+# --- the probe schedule: while the registry is unavailable ------------------------------------
+
+def probing(probe_interval: float = 45.0, deadline: float = math.inf,
+            backoff: Backoff = NONE) -> Rules:
+    return dataclasses.replace(rules(deadline=deadline, backoff=backoff),
+                               probe_interval=probe_interval)
+
+
+def test_registry_down_probes_on_a_ramp_capped_at_probe_interval() -> None:
+    delays = []
+    for n in range(8):
+        d = decide(probing(), situation(probes=n, retries=3), FakeRng())
+        assert isinstance(d, RetryAfter) and d.probe and d.probing
+        assert d.reason == "registry unavailable: probe schedule"
+        delays.append(d.delay)
+    assert delays == [2, 4, 8, 16, 32, 45, 45, 45]  # n is the probes', not the retries'
+
+
+def test_probes_jitter_is_equal_whatever_the_pulls_jitter() -> None:
+    for jitter in (Jitter.FULL, Jitter.EQUAL, Jitter.DECORRELATED):
+        r = probing(backoff=Backoff(2.0, 300.0, 2.0, jitter))
+        low = decide(r, situation(probes=10), FakeRng(0.0))
+        high = decide(r, situation(probes=10), FakeRng(1.0))
+        assert isinstance(low, RetryAfter) and isinstance(high, RetryAfter)
+        assert (low.delay, high.delay) == (22.5, 45.0), jitter
+
+
+def test_probe_interval_never_exceeds_max_delay() -> None:
+    r = probing(backoff=Backoff(2.0, 10.0, 2.0, Jitter.NONE))
+    d = decide(r, situation(probes=10), FakeRng())
+    assert isinstance(d, RetryAfter) and d.delay == 10.0
+
+
+@pytest.mark.parametrize("cls", sorted(retry.REGISTRY_DOWN))
+def test_every_registry_side_class_probes(cls: FailureClass) -> None:
+    d = decide(probing(), situation(cls), FakeRng())
+    assert isinstance(d, RetryAfter) and d.probe
+
+
+@pytest.mark.parametrize("cls", [FailureClass.DAEMON_UNAVAILABLE, FailureClass.UNKNOWN])
+def test_other_transient_classes_retry_the_pull_on_the_backoff(cls: FailureClass) -> None:
+    d = decide(probing(), situation(cls, retries=4), FakeRng())
+    assert d == RetryAfter(32.0, 32.0, "backoff")
+
+
+def test_a_pull_failing_after_an_answered_probe_backs_off_and_probes_first() -> None:
+    """The registry is up (it answered) but the pull failed: layer pulls follow the
+    backoff up to max_delay, each after a probe."""
+    d = decide(probing(), situation(FailureClass.STALLED, retries=6, answered=True),
+               FakeRng())
+    assert d == RetryAfter(128.0, 128.0, "backoff", probe=True, probing=False)
+
+
+def test_probes_keep_the_429_floor_and_retry_after() -> None:
+    d = decide(probing(), situation(FailureClass.RATE_LIMITED), FakeRng())
+    assert isinstance(d, RetryAfter) and d.delay == FLOOR and d.probing
+    d = decide(probing(), situation(FailureClass.SERVER_ERROR, retry_after=90.0), FakeRng())
+    assert isinstance(d, RetryAfter) and d.delay == 90.0 and d.probing
+
+
+def test_probes_keep_the_fallback_and_the_deadline() -> None:
+    always = dataclasses.replace(rules(Policy.ALWAYS), probe_interval=45.0)
+    d = decide(always, situation(elapsed=29.0, probes=10, fallback_possible=True), FakeRng())
+    assert isinstance(d, RetryAfter) and d.delay == 1.0 and d.probe  # wakes to fall back
+    d = decide(always, situation(elapsed=31.0, fallback_possible=True), FakeRng())
+    assert isinstance(d, FallBack)
+    d = decide(probing(deadline=20.0), situation(elapsed=19.0, probes=10), FakeRng())
+    assert isinstance(d, GiveUp) and not d.permanent
+
+
 def test_decisions_are_frozen() -> None:
     for d in (RetryAfter(1.0, 1.0, "x"), FallBack("x"), GiveUp("x", permanent=False)):
         with pytest.raises(dataclasses.FrozenInstanceError):
@@ -279,16 +349,27 @@ durations = st.floats(min_value=0.0, max_value=1e6, allow_nan=False)
        previous=st.one_of(st.none(), durations), fallback=st.booleans(),
        retry_permanent=st.booleans(), prefetch=st.booleans(),
        retry_after=st.one_of(st.none(), durations),
-       jitter=st.sampled_from(list(Jitter)), seed=st.integers(0, 2**32))
+       jitter=st.sampled_from(list(Jitter)), seed=st.integers(0, 2**32),
+       probe_interval=st.one_of(st.none(), st.floats(min_value=0.01, max_value=1e4)),
+       probes=st.integers(min_value=0, max_value=10_000), answered=st.booleans())
 def test_properties(cls: FailureClass, policy: Policy, elapsed: float, refresh: float,
                     floor: float, deadline: float, retries: int, previous: float | None,
                     fallback: bool, retry_permanent: bool, prefetch: bool,
-                    retry_after: float | None, jitter: Jitter, seed: int) -> None:
+                    retry_after: float | None, jitter: Jitter, seed: int,
+                    probe_interval: float | None, probes: int, answered: bool) -> None:
     r = Rules(policy, Backoff(0.5, 300.0, 2.0, jitter), deadline, refresh, floor,
-              retry_permanent, prefetch)
-    now = Situation(cls, elapsed, retries, previous, fallback, retry_after)
+              retry_permanent, prefetch, probe_interval)
+    now = Situation(cls, elapsed, retries, previous, fallback, retry_after, probes, answered)
     d = decide(r, now, random.Random(seed))
     if isinstance(d, RetryAfter):
+        # probes only where the registry is the trouble, and probes are configured; the
+        # probe schedule only while no probe was answered
+        assert d.probe == (probe_interval is not None and cls in retry.REGISTRY_DOWN)
+        assert d.probing == (d.probe and not answered)
+        if d.probing and d.delay == d.drawn:
+            assert probe_interval is not None
+            assert d.drawn <= max(probe_interval, floor if cls is FailureClass.RATE_LIMITED
+                                  else 0.0, retry_after or 0.0)
         # never past the deadline, never negative, never longer than asked for
         assert 0.0 <= d.delay <= d.drawn
         assert elapsed + d.delay <= r.effective_deadline
