@@ -112,6 +112,15 @@ def _add_init(sub: _Sub, parent: _Parser) -> None:
     p.set_defaults(func=_cmd("init"))
 
 
+def _add_cat(sub: _Sub, parent: _Parser) -> None:
+    p = sub.add_parser("cat", parents=[parent], help="print APP's config with its drop-ins "
+                       "merged, each value under the file that set it", allow_abbrev=False)
+    p.add_argument("app", metavar="APP_OR_FILE")
+    p.add_argument("--json", action="store_true", help="{app, files, config, sources: "
+                   "[{key, file}]} on stdout")
+    p.set_defaults(func=_cmd("cat"))
+
+
 def _cmd(name: str) -> Callable[[argparse.Namespace], int]:
     """Import a command module only when it runs: `pullunit --help` stays fast and the
     Docker SDK is loaded only by the commands that talk to Docker."""
@@ -267,7 +276,7 @@ _COMMANDS: dict[str, Callable[[_Sub, _Parser], None]] = {
     "generate": _add_generate, "validate": _add_validate, "init": _add_init, "pull": _add_pull,
     "status": _add_status, "doctor": _add_doctor, "pin": _add_pin, "rollback": _add_rollback,
     "prefetch": _add_prefetch, "metrics": _add_metrics, "update": _add_update,
-    "ready": _add_ready,
+    "ready": _add_ready, "cat": _add_cat,
 }
 
 

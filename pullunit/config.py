@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .appsecrets import Secret, check_volumes, secrets_table
 from .configvalues import (
     CONTAINER_NAME,
+    Origins,
     Parser,
     Where,
     abs_path,
@@ -49,6 +51,8 @@ from .configvalues import (
     user,
     volume,
 )
+from .dropins import Merged
+from .dropins import load as load_dropins
 from .errors import ConfigError
 from .reference import ImageRef
 
@@ -138,6 +142,7 @@ class RunConfig:
     restart: Restart = Restart.ON_FAILURE
     restart_sec: float = 5.0
     stop_timeout: float = 30.0
+    secrets: tuple[Secret, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -183,6 +188,8 @@ class AppConfig:
     unit: UnitConfig = field(default_factory=UnitConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
     update: UpdateConfig = field(default_factory=UpdateConfig)
+    # APP.toml.d/*.toml merged over `path`, in the order they applied
+    dropins: tuple[Path, ...] = ()
 
     @property
     def pull_unit(self) -> str:
@@ -238,6 +245,7 @@ _SCHEMA: dict[str, dict[str, Parser]] = {
         "restart": one_of(Restart),
         "restart_sec": duration(),
         "stop_timeout": duration(),
+        "secrets": secrets_table,
     },
     "unit": {
         "description": description,
@@ -292,11 +300,13 @@ def validate_app_name(name: str, file: str) -> str:
     return name
 
 
-def parse_app(name: str, data: Mapping[str, Any], path: Path) -> AppConfig:
-    """Validate a decoded TOML document into an AppConfig."""
+def parse_app(name: str, data: Mapping[str, Any], path: Path, *,
+              origins: Origins | None = None, dropins: tuple[Path, ...] = ()) -> AppConfig:
+    """Validate a decoded TOML document into an AppConfig. `origins` (dropins.merge)
+    says which drop-in set which key, so that errors name it."""
     file = str(path)
     validate_app_name(name, file)
-    root = Where(file, "")
+    root = Where(file, "", (), origins or {})
     for table in data:
         if table not in _SCHEMA:
             raise unknown(table, list(_SCHEMA), root.child(table), "table")
@@ -316,10 +326,11 @@ def parse_app(name: str, data: Mapping[str, Any], path: Path) -> AppConfig:
                 f"is required: the app name {name!r} is not a valid container name")
         run_values["name"] = name
     run = RunConfig(**run_values)
+    check_volumes(run.secrets, run.volumes, root.child("run"))
     image = ImageConfig(**tables["image"])
     health = HealthConfig(**tables["health"])
     update = UpdateConfig(**tables["update"])
-    _check_health(health, run, root.child("health"))
+    _check_health(health, run, root)
     _check_update(update, image, health, root.child("update"))
     return AppConfig(
         name=name,
@@ -330,19 +341,20 @@ def parse_app(name: str, data: Mapping[str, Any], path: Path) -> AppConfig:
         unit=UnitConfig(**tables["unit"]),
         health=health,
         update=update,
+        dropins=dropins,
     )
 
 
-def _check_health(health: HealthConfig, run: RunConfig, where: Where) -> None:
+def _check_health(health: HealthConfig, run: RunConfig, root: Where) -> None:
     if (health.interval is not None and health.enabled
             and health.start_timeout <= health.interval):
-        raise where.child("start_timeout").error(
+        raise root.child("health").child("start_timeout").error(
             "must be longer than health.interval: Docker runs the first check one interval "
             "after the container starts")
     if health.docker_options:
         for i, arg in enumerate(run.docker_args):
             if arg.split("=", 1)[0] in _HEALTH_FLAGS:
-                raise Where(where.file, f"run.docker_args[{i}]").error(
+                raise root.child("run").child("docker_args").child(i).error(
                     f"{arg.split('=', 1)[0]!r} conflicts with the [health] table",
                     "set the healthcheck in [health] only")
 
@@ -382,9 +394,20 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"Cannot read {path}: {e.strerror}") from e
 
 
-def load_app(path: Path) -> AppConfig:
-    """Read and validate one APP.toml. Raises ConfigError naming the file."""
-    return parse_app(app_name_of(path), read_toml(path), path)
+def load_app(path: Path, *, dropins: bool = True) -> AppConfig:
+    """Read and validate one APP.toml with its drop-ins (APP.toml.d/*.toml) merged over
+    it: every command reads an app through here, so all see the same config. Raises
+    ConfigError naming the file that holds the bad value."""
+    if not dropins:
+        return parse_app(app_name_of(path), read_toml(path), path)
+    merged = load_merged(path)
+    return parse_app(app_name_of(path), merged.data, path, origins=merged.origins,
+                     dropins=merged.files[1:])
+
+
+def load_merged(path: Path) -> Merged:
+    """APP.toml and its drop-ins merged, not validated (what `pullunit cat` shows)."""
+    return load_dropins(path, read_toml)
 
 
 def app_name_of(path: Path) -> str:

@@ -13,9 +13,10 @@ import ipaddress
 import math
 import os
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 from . import platform
@@ -54,17 +55,32 @@ _FORBIDDEN_DOCKER_ARGS = ("--pull", "--name", "-d", "--detach", "--rm")
 T = TypeVar("T")
 
 
+# Which file set each value of a merged config (dropins.py): key path -> file. A path not
+# in it came from the same file as its parent table.
+Origins = Mapping[tuple[str, ...], str]
+_NO_ORIGINS: Origins = MappingProxyType({})
+
+
 @dataclass(frozen=True)
 class Where:
-    """The file and the dotted key (run.ports[0]) a value came from; its errors name both."""
+    """The file and the dotted key (run.ports[0]) a value came from; its errors name both.
+
+    With drop-ins, `file` is the file that set this key: child() looks the key's path up
+    in `origins`, so every parser's `where.child(key).error(...)` names the drop-in that
+    holds a bad value, and no parser needs to know about drop-ins."""
 
     file: str
     key: str
+    path: tuple[str, ...] = ()
+    origins: Origins = field(default_factory=lambda: _NO_ORIGINS, repr=False, compare=False)
 
     def child(self, name: str | int) -> Where:
         if isinstance(name, int):
-            return Where(self.file, f"{self.key}[{name}]")
-        return Where(self.file, f"{self.key}.{name}" if self.key else name)
+            # An array is replaced whole by a drop-in: its items come from its file.
+            return Where(self.file, f"{self.key}[{name}]", self.path, self.origins)
+        path = (*self.path, name)
+        return Where(self.origins.get(path, self.file),
+                     f"{self.key}.{name}" if self.key else name, path, self.origins)
 
     def error(self, message: str, hint: str = "") -> ConfigError:
         prefix = f"{self.file}: {self.key}: " if self.key else f"{self.file}: "

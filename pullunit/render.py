@@ -67,7 +67,10 @@ def make_environment(config_dir: Path) -> jinja2.Environment:
 
 
 def marker(app: AppConfig) -> str:
-    return f"{paths.MARKER_PREFIX}{app.path}; do not edit, run 'pullunit generate'."
+    """The first line names the main file (unitfiles.marker_source prunes by it); the
+    drop-ins that applied follow, one comment line each."""
+    first = f"{paths.MARKER_PREFIX}{app.path}; do not edit, run 'pullunit generate'."
+    return "\n".join([first, *(f"# with drop-in {p}" for p in app.dropins)])
 
 
 def docker_run_argv(app: AppConfig) -> list[str]:
@@ -84,6 +87,8 @@ def docker_run_argv(app: AppConfig) -> list[str]:
         argv += ["--publish", p]
     for v in run.volumes:
         argv += ["--volume", v]
+    for secret in run.secrets:  # the contents stay out of argv: a mount of systemd's copy
+        argv += ["--mount", secret.mount(app.run_unit)]
     if run.network:
         argv += ["--network", run.network]
     if run.user:
@@ -156,6 +161,7 @@ def context(app: AppConfig, config_dir: Path, executable: str) -> dict[str, obje
         "run_exec": exec_line(run_argv, raw_at=frozenset({image_at})),
         "stop_exec": exec_line([paths.DOCKER, "stop", "--time", str(stop_seconds),
                                 app.run.name]),
+        "load_credentials": [s.directive() for s in app.run.secrets],
         "restart": app.run.restart.value,
         "restart_sec": format_timespan(app.run.restart_sec),
         # docker stop gets its grace period; systemd's own timeout is only a backstop.

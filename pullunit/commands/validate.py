@@ -13,7 +13,7 @@ import logging
 import os
 from pathlib import Path
 
-from .. import paths, pinning
+from .. import appsecrets, dropins, paths, pinning
 from ..cli import config_dir
 from ..config import HOST_CONFIG_NAME, LOCK_SUFFIX, app_files, resolve_app
 from ..errors import ConfigError, ExitCode
@@ -47,9 +47,15 @@ def run(args: argparse.Namespace) -> int:
             failed += 1
             continue
         app = rendered.app
-        print(f"{app.path}: ok ({app.pull_unit}, {app.run_unit})")
+        for secret in app.run.secrets:
+            for warning in appsecrets.file_warnings(secret):
+                log.warning("%s: run.secrets.%s: %s", app.path, secret.name, warning)
+        print(f"{app.path}: ok ({app.pull_unit}, {app.run_unit})"
+              + "".join(f"\n  with drop-in {p}" for p in app.dropins))
     if not args.files:
         failed += _orphan_locks(cfg)
+        for d in dropins.orphan_dirs(cfg):
+            log.warning("%s", dropins.orphan_warning(d))
     for path in hosts:
         try:
             load_host(path.parent)
