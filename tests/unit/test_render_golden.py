@@ -91,6 +91,10 @@ def test_docker_run_argv_of_the_full_example() -> None:
         "--env-file", "/etc/pullunit/web.env",
         "--publish", "8080:80", "--publish", "127.0.0.1:8443:443/tcp",
         "--volume", "/srv/web/data:/data", "--volume", "web-cache:/var/cache/web:rw",
+        "--mount", "type=bind,source=/run/credentials/web.service/db_password,"
+        "target=/run/secrets/db_password,readonly",
+        "--mount", "type=bind,source=/run/credentials/web.service/tls_key,"
+        "target=/run/secrets/tls_key,readonly",
         "--network", "bridge", "--user", "1000:1000",
         "--read-only", "--memory=512m",
         "--health-cmd", "exec /usr/local/bin/web --health", "--health-interval=5s",
