@@ -31,6 +31,8 @@ TARGET_DIR = "/run/secrets"
 # white space or leading dot.
 NAME_MAX = 255
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", re.ASCII)
+# systemd's exit status of a process whose credentials it could not set up (EXIT_CREDENTIALS).
+EXIT_CREDENTIALS = 243
 # systemd 252 refuses a credential over CREDENTIAL_SIZE_MAX (1 MiB) and fails the start.
 SIZE_MAX = 1024 * 1024
 
@@ -131,3 +133,13 @@ def file_warnings(secret: Secret) -> list[str]:
             out.append(f"{secret.path} is {st.st_size} bytes; systemd loads at most "
                        f"{SIZE_MAX} bytes per credential and would fail the start")
     return out
+
+
+def start_failure(secrets: tuple[Secret, ...], exec_main_status: object) -> str | None:
+    """What `status` says when systemd failed the run unit before docker run: its
+    "Failed to set up credentials" is in the journal, which few read first."""
+    if not secrets or exec_main_status != EXIT_CREDENTIALS:
+        return None
+    files = ", ".join(str(s.path) for s in secrets)
+    return ("systemd could not load [run.secrets] (status 243/CREDENTIALS): each file must "
+            f"exist and be at most 1 MiB when the unit starts: {files}")

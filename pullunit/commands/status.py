@@ -42,7 +42,7 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from .. import pinning, state
+from .. import appsecrets, pinning, state
 from ..classify import FailureClass
 from ..cli import config_dir
 from ..config import AppConfig, app_files, app_name_of, load_app, resolve_app
@@ -158,6 +158,8 @@ def app_status(app: AppConfig) -> dict[str, Any]:
         "last_update": _update(st.updates[0] if st.updates else None),
         "last_rollback": _update(_last_rollback(st)),
         "healthy": healthy,
+        "secrets": appsecrets.start_failure(
+            app.run.secrets, (units["run"] or {}).get("exec_main_status")),
         "error": None,
     }
 
@@ -171,7 +173,7 @@ def _broken(name: str, path: str, error: ConfigError) -> dict[str, Any]:
             "units": {"pull": None, "run": None}, "systemd": None, "in_use": None, "lock": None,
             "current": None, "history": [], "last_failure": None, "failures": [],
             "health": None, "last_update": None, "last_rollback": None, "healthy": False,
-            "error": error.message}
+            "secrets": None, "error": error.message}
 
 
 def _ago(t: float) -> str:
@@ -238,6 +240,8 @@ def _print_human(apps: list[dict[str, Any]]) -> None:
         if units["pull"] and units["pull"]["status_text"]:
             _line(f"              {units['pull']['status_text']}")
         _line(f"    run:      {_unit_line(units['run'])}")
+        if a.get("secrets"):
+            _line(f"    secrets:  {a['secrets']}")
         if a["systemd"]:
             _line(f"    systemd:  {a['systemd']}")
         _line(f"    health:   {_health_line(a['health'])}")

@@ -158,3 +158,13 @@ def test_validate_warns_about_the_files(config_dir: Path, tmp_path: Path) -> Non
     assert f"run.secrets.loose: {loose} is readable by every user (mode 0644)" in err
     assert f"run.secrets.dir: {tmp_path} is a directory" in err
     assert "run.secrets.tight" not in err
+
+
+def test_status_names_the_secrets_when_systemd_could_not_load_them() -> None:
+    from pullunit.appsecrets import start_failure
+
+    secrets = (Secret("db", Path("/s/db")), Secret("k", Path("/s/k")))
+    said = start_failure(secrets, 243)
+    assert said is not None and "243/CREDENTIALS" in said and "/s/db, /s/k" in said
+    assert start_failure(secrets, 1) is None
+    assert start_failure((), 243) is None  # 243 without secrets: not ours to explain
