@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pullunit import dropins, tomlwrite
-from pullunit.config import app_files, load_app, load_merged
+from pullunit.config import app_files, load_app
 from pullunit.errors import ConfigError
 from pullunit.unitfiles import generate
 
@@ -252,6 +252,8 @@ def test_init_and_pin_lock_keep_working_beside_drop_ins(config_dir: Path) -> Non
 
 
 def test_cat_prints_merged_toml_with_sources(config_dir: Path, web: Path) -> None:
+    from pullunit.config import load_merged
+
     d = dropin(web, "50.toml", '[run.env]\nB = "x"\n[pull]\nkeep = 9\n')
     proc = run_cli("cat", "--config-dir", config_dir, "web")
     assert proc.returncode == 0, proc.stderr
