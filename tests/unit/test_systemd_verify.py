@@ -135,6 +135,8 @@ def test_generated_units_for_every_schema_feature_pass_verify(tmp_path: Path) ->
                   "interval = '250ms'\ntimeout = '1min 0.5s'\nretries = 7\n"
                   "start_period = '2h'\nstart_timeout = '10min'\n",
         "health-off": "[health]\nenabled = false\n",
+        "secrets": "[run.secrets]\ndb = '/etc/pullunit/secrets/a b:c'\n"
+                   "'k.1_x-y' = { path = '/s/k.cred', encrypted = true }\n",
     }
     for name, extra in variants.items():
         (cfg / f"{name}.toml").write_text('[image]\nref = "nginx:1"\n' + extra)
