@@ -51,7 +51,7 @@ from .configvalues import (
     user,
     volume,
 )
-from .dropins import Merged
+from .dropins import Merged, source_of
 from .dropins import load as load_dropins
 from .errors import ConfigError
 from .reference import ImageRef
@@ -188,8 +188,14 @@ class AppConfig:
     unit: UnitConfig = field(default_factory=UnitConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
     update: UpdateConfig = field(default_factory=UpdateConfig)
-    # APP.toml.d/*.toml merged over `path`, in the order they applied
+    # APP.toml.d/*.toml merged over `path`, in the order they applied, and which of them
+    # set which key (dropins.merge), for messages about a value after validation
     dropins: tuple[Path, ...] = ()
+    origins: tuple[tuple[tuple[str, ...], str], ...] = ()
+
+    def file_of(self, *path: str) -> str:
+        """The file that set the key at `path` (run, name): APP.toml or a drop-in."""
+        return source_of(dict(self.origins), path, str(self.path))
 
     @property
     def pull_unit(self) -> str:
@@ -342,6 +348,7 @@ def parse_app(name: str, data: Mapping[str, Any], path: Path, *,
         health=health,
         update=update,
         dropins=dropins,
+        origins=tuple((origins or {}).items()),
     )
 
 

@@ -80,12 +80,8 @@ class Merged:
     files: tuple[Path, ...]
 
     def source(self, path: Key) -> str:
-        """The file that set this key (the longest recorded prefix of its path)."""
-        for n in range(len(path), 0, -1):
-            found = self.origins.get(path[:n])
-            if found is not None:
-                return found
-        return str(self.files[0])
+        """The file that set this key."""
+        return source_of(self.origins, path, str(self.files[0]))
 
     def leaves(self) -> Iterator[tuple[Key, Any, str]]:
         """Every value that is not a table, with its path and the file that set it."""
@@ -97,6 +93,16 @@ class Merged:
                 else:
                     yield path, value, self.source(path)
         return walk(self.data, ())
+
+
+def source_of(origins: Mapping[Key, str], path: Key, main: str) -> str:
+    """The file that set the key at `path`: the longest recorded prefix of it, else the
+    main file (configvalues.Where.child applies the same rule one key at a time)."""
+    for n in range(len(path), 0, -1):
+        found = origins.get(path[:n])
+        if found is not None:
+            return found
+    return main
 
 
 def merge(layers: Sequence[tuple[str, Mapping[str, Any]]]) -> tuple[dict[str, Any], dict[Key, str]]:

@@ -198,7 +198,7 @@ def check_line_lengths(app: AppConfig, unit: str, text: str) -> None:
         if size > UNIT_LINE_MAX:
             directive = line.split("=", 1)[0][:40]
             key = _SOURCES.get(directive)
-            where = f"{app.path}: {key}" if key else str(app.path)
+            where = f"{app.file_of(*key.split('.'))}: {key}" if key else str(app.path)
             raise ConfigError(
                 f"{where}: {directive}= of {unit} would be a line of {size} bytes; systemd "
                 f"reads at most {UNIT_LINE_MAX} bytes per line (LONG_LINE_MAX) and would "

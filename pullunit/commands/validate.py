@@ -49,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
         app = rendered.app
         for secret in app.run.secrets:
             for warning in appsecrets.file_warnings(secret):
-                log.warning("%s: run.secrets.%s: %s", app.path, secret.name, warning)
+                log.warning("%s: run.secrets.%s: %s", app.file_of("run", "secrets", secret.name),
+                            secret.name, warning)
         print(f"{app.path}: ok ({app.pull_unit}, {app.run_unit})"
               + "".join(f"\n  with drop-in {p}" for p in app.dropins))
     if not args.files:

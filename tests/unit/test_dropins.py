@@ -277,3 +277,17 @@ def test_cat_of_an_invalid_config_prints_it_then_exits_78(config_dir: Path, web:
     assert "keep = 0" in proc.stdout
     assert f"{d}: pull.keep: must be between 1 and 100" in proc.stderr
     assert_no_traceback(proc.stderr)
+
+
+def test_checks_after_validation_name_the_drop_in_too(config_dir: Path, web: Path,
+                                                      tmp_path: Path) -> None:
+    """A run.name another app holds, and validate's word on a secret file, name the
+    drop-in that set them."""
+    write(config_dir / "a.toml", '[image]\nref = "a:1"\n[run]\nname = "taken"\n')
+    name = dropin(web, "10-name.toml", '[run]\nname = "taken"\n')
+    secret = dropin(web, "20-secret.toml", f'[run.secrets]\ndb = "{tmp_path}/missing"\n')
+    proc = run_cli("generate", "--config-dir", config_dir, "--output-dir", tmp_path / "out",
+                   env=cli_env(PULLUNIT_EXECUTABLE=EXE))
+    assert f"{name}: run.name: container name 'taken' is already used by" in proc.stderr
+    proc = run_cli("validate", "--config-dir", config_dir, "web")
+    assert f"{secret}: run.secrets.db: {tmp_path}/missing does not exist" in proc.stderr
