@@ -50,6 +50,7 @@ from .configvalues import (
     volume,
 )
 from .errors import ConfigError
+from .mirrors import endpoint_list
 from .reference import ImageRef
 
 DEFAULT_CONFIG_DIR = Path("/etc/pullunit")
@@ -106,6 +107,9 @@ class ImageConfig:
     policy: Policy = Policy.MISSING
     auth_file: Path | None = None
     verify: tuple[str, ...] = ()
+    # This app's mirrors of its registry, replacing pullunit.toml's [[mirror]] endpoints
+    # (an empty list: none); None: the host's.
+    mirrors: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -210,6 +214,7 @@ _SCHEMA: dict[str, dict[str, Parser]] = {
         "policy": one_of(Policy),
         "auth_file": abs_path,
         "verify": list_of(string),
+        "mirrors": endpoint_list,
     },
     "pull": {
         "initial_delay": duration(positive=True),
