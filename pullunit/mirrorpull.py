@@ -81,6 +81,8 @@ class MirrorPull:
         for t in tries:
             served = self._try(t)
             if served is not None:
+                if isinstance(origin, str) and t.endpoint.trust_tags:
+                    self._teach_tag(t.endpoint.host, origin)
                 return self._name(served, origin_down=isinstance(origin, Failure))
         if isinstance(origin, Failure):
             raise PullFailed(origin)
@@ -134,6 +136,24 @@ class MirrorPull:
             return None
         return Served(image, host, want) if before is not None else _Created(
             image, host, want, str(ref))
+
+    def _teach_tag(self, host: str, digest: str) -> None:
+        """Ask a trusted mirror for the tag too, while the origin answers: a pull-through
+        cache (a registry in proxy mode) records a tag only when asked for it, and it is
+        that record it serves when the origin is down. Its answer is only compared."""
+        ref = at(self.ref, host)
+        try:
+            creds = self.credentials(ref, self._limit(RESOLVE_LIMIT))
+            said = self.engine.remote_digest(ref, creds.auth, self._limit(RESOLVE_LIMIT))
+        except PullFailed as e:
+            if e.failure.cls is FailureClass.DAEMON_UNAVAILABLE:
+                raise
+            log.info("the mirror %s does not resolve %s (%s)", host, self.ref, e.failure.cls)
+            return
+        if said != digest:
+            log.warning("the mirror %s says %s is %s, the origin %s: it would serve another "
+                        "image for the tag while the origin is down", host, self.ref, said,
+                        digest)
 
     # -- naming -----------------------------------------------------------------------
     def _name(self, served: Served, *, origin_down: bool) -> Served:

@@ -150,10 +150,12 @@ def plan(ref: ImageRef, endpoints: Sequence[Endpoint],
     digest)."""
     if ref.digest:
         return tuple(Try(e, at(ref, e.host, ref.digest), ref.digest) for e in endpoints)
-    if isinstance(origin, str):
+    if isinstance(origin, FailureClass):  # first: a FailureClass is a str, too
+        if origin in ORIGIN_SILENT:
+            return tuple(Try(e, at(ref, e.host), None) for e in endpoints if e.trust_tags)
+        return ()
+    if origin is not None:
         return tuple(Try(e, at(ref, e.host, origin), origin) for e in endpoints)
-    if origin in ORIGIN_SILENT:
-        return tuple(Try(e, at(ref, e.host), None) for e in endpoints if e.trust_tags)
     return ()
 
 
