@@ -264,3 +264,38 @@ def test_cache_down_the_origin_serves(client: Any, origin: Registry, cache: Regi
     finally:
         cache.start()
         forget(client, p.image_id)
+
+
+# --- doctor ---------------------------------------------------------------------------
+
+def doctor(bed: Bed, app: str) -> tuple[int, dict[str, dict[str, str]]]:
+    p = subprocess.run(bed.cmd("doctor", app, "--json"), capture_output=True, text=True,
+                       env=bed.env, timeout=120)
+    assert "Traceback" not in p.stderr and "internal error" not in p.stdout, p.stderr
+    return p.returncode, {c["check"]: c for c in json.loads(p.stdout)[0]["checks"]}
+
+
+def test_doctor_checks_every_mirror(client: Any, origin: Registry, cache: Registry, bed: Bed,
+                                   unused_port: int) -> None:
+    p = fresh(client, origin)
+    down = f"127.0.0.1:{unused_port}"
+    host_config(bed, origin, [cache.address, down])
+    app = bed.app("doc", image_config(p.ref))
+    code, checks = doctor(bed, app)
+    assert code == 0, checks  # a mirror that fails is a warning: the origin still serves
+    m = checks["mirrors"]
+    assert m["status"] == "warn", m
+    assert f"{down}: tcp: cannot connect" in m["detail"]
+    assert f"answering: {cache.address}" in m["detail"]
+    assert f"{cache.address}, {down}" in m["detail"]  # the puller's order
+    assert m["hint"]
+    # the app's own list replaces the host's
+    bed.app("doc", image_config(p.ref, f'mirrors = ["{cache.address}"]\n'))
+    code, checks = doctor(bed, app)
+    assert code == 0 and checks["mirrors"]["status"] == "pass", checks["mirrors"]
+    # none configured for this registry
+    (bed.cfg / "pullunit.toml").unlink()
+    bed.app("doc", image_config(p.ref))
+    code, checks = doctor(bed, app)
+    assert checks["mirrors"]["status"] == "pass"
+    assert "no mirrors" in checks["mirrors"]["detail"]
