@@ -240,9 +240,11 @@ def test_origin_down_a_digest_comes_from_the_cache(client: Any, origin: Registry
         assert_named_by_origin(client, bed, app, r, p, image_id, origin_answered=False)
         # the origin back: the next pull names it as the origin does (one manifest)
         origin.start()
-        forget_local_names = bed.pull(app)
-        assert forget_local_names.code == 0, forget_local_names.err
+        layers = blobs(origin)
+        named = bed.pull(app)
+        assert named.code == 0, named.err
         assert p.pinned in names(client, image_id)[1]
+        assert blobs(origin) == layers, "naming must not pull layers from the origin"
         assert bed.env_file(app) == f"PULLUNIT_IMAGE={p.pinned}\n"
     finally:
         origin.start()
