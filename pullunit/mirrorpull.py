@@ -74,8 +74,9 @@ class MirrorPull:
         origin: str | Failure | None = None
         if self.ref.digest is None:
             origin = self._resolve_at_origin()
-        tries = plan(self.ref, self.endpoints,
-                     origin.cls if isinstance(origin, Failure) else origin)
+        failure = origin if isinstance(origin, Failure) else None
+        tries = plan(self.ref, self.endpoints, origin if isinstance(origin, str) else None,
+                     failure.cls if failure else None)
         if isinstance(origin, Failure) and not tries:
             raise PullFailed(origin)
         for t in tries:

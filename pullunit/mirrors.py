@@ -17,16 +17,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .classify import FailureClass
 from .configvalues import Parser, Where, boolean, list_of, strict_table, string
 from .reference import BadReference, ImageRef, parse_registry
 
+if TYPE_CHECKING:  # config.py imports this module: classify stays off the generator's path
+    from .classify import FailureClass
+
 # The origin could not say what its tag names now: a mirror's answer may stand in for it
 # (from a trusted mirror only). Any other answer of the origin (not found, denied, a
-# certificate it cannot prove) stands: a mirror must not override it.
-ORIGIN_SILENT = frozenset({FailureClass.UNREACHABLE, FailureClass.DNS, FailureClass.STALLED,
-                           FailureClass.SERVER_ERROR, FailureClass.RATE_LIMITED})
+# certificate it cannot prove) stands: a mirror must not override it. FailureClass values.
+ORIGIN_SILENT = frozenset({"unreachable", "dns", "stalled", "server_error", "rate_limited"})
 
 
 @dataclass(frozen=True)
@@ -143,19 +145,17 @@ def at(ref: ImageRef, host: str, digest: str | None = None) -> ImageRef:
 # ------------------------------------------------------------------ what to ask
 
 
-def plan(ref: ImageRef, endpoints: Sequence[Endpoint],
-         origin: str | FailureClass | None) -> tuple[Try, ...]:
-    """What to ask each mirror, in order. `origin` is what the origin said of ref's tag:
-    the digest it names, the class of the failure, or None when not asked (ref has a
-    digest)."""
+def plan(ref: ImageRef, endpoints: Sequence[Endpoint], digest: str | None = None,
+         failure: FailureClass | None = None) -> tuple[Try, ...]:
+    """What to ask each mirror, in order. For a tag, the origin was asked first: `digest`
+    is what it named, or `failure` the class of its failure. For a digest (ref has one)
+    the origin is not asked."""
     if ref.digest:
         return tuple(Try(e, at(ref, e.host, ref.digest), ref.digest) for e in endpoints)
-    if isinstance(origin, FailureClass):  # first: a FailureClass is a str, too
-        if origin in ORIGIN_SILENT:
-            return tuple(Try(e, at(ref, e.host), None) for e in endpoints if e.trust_tags)
-        return ()
-    if origin is not None:
-        return tuple(Try(e, at(ref, e.host, origin), origin) for e in endpoints)
+    if digest is not None:
+        return tuple(Try(e, at(ref, e.host, digest), digest) for e in endpoints)
+    if failure is not None and failure in ORIGIN_SILENT:
+        return tuple(Try(e, at(ref, e.host), None) for e in endpoints if e.trust_tags)
     return ()
 
 
