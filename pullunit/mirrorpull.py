@@ -89,6 +89,11 @@ class MirrorPull:
             raise PullFailed(origin)
         return None
 
+    def _scrubbed(self, failure: Failure) -> Failure:
+        """The origin's failure without the origin's credentials (a registry may echo
+        them)."""
+        return failure.without(self.origin_auth.secrets() if self.origin_auth else ())
+
     # -- asking ------------------------------------------------------------------------
     def _limit(self, cap: float) -> float:
         left = self.left()
@@ -104,9 +109,10 @@ class MirrorPull:
         except PullFailed as e:
             if e.failure.cls is FailureClass.DAEMON_UNAVAILABLE:
                 raise
+            failure = self._scrubbed(e.failure)
             log.warning("cannot resolve %s at %s (%s): %s", self.ref, self.ref.registry,
-                        e.failure.cls, e.failure.message)
-            return e.failure
+                        failure.cls, failure.message)
+            return failure
         log.info("%s is %s at %s", self.ref, digest, self.ref.registry)
         return digest
 
@@ -170,8 +176,9 @@ class MirrorPull:
             except PullFailed as e:
                 if e.failure.cls is FailureClass.DAEMON_UNAVAILABLE:
                     raise
+                failure = self._scrubbed(e.failure)
                 log.warning("cannot name %s as %s (%s): %s; the app runs it by its ID",
-                            image.id[:19], origin, e.failure.cls, e.failure.message)
+                            image.id[:19], origin, failure.cls, failure.message)
         if self.ref.tag and not self.ref.digest:
             self.engine.hold(image.id, self.ref.repository, self.ref.tag)
         named = self.engine.inspect(image.id) or image

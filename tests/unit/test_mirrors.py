@@ -469,3 +469,17 @@ def test_a_mirrors_credentials_never_reach_the_log(caplog: pytest.LogCaptureFixt
     caplog.set_level(logging.WARNING, "pullunit")
     assert turn(world, TAG, (E1,)) is None
     assert "secret@m1:5000" not in caplog.text and "mirror m1:5000 skipped" in caplog.text
+
+
+def test_the_origins_credentials_never_reach_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    class Echo(World):
+        def remote_digest(self, ref: object, auth: Auth | None, timeout: float) -> str:
+            assert auth is not None
+            raise PullFailed(Failure(FailureClass.UNREACHABLE, f"no: {auth.password}"))
+
+    world = Echo({ORIGIN: Registry(), "m1:5000": Registry({}, {D1: 1})})
+    caplog.set_level(logging.WARNING, "pullunit")
+    with pytest.raises(PullFailed) as e:
+        turn(world, TAG, (E1,))
+    assert "origin-secret" not in caplog.text and "cannot resolve" in caplog.text
+    assert "origin-secret" not in e.value.failure.message
