@@ -178,6 +178,29 @@ def test_a_mirror_with_other_content_for_the_tag_is_rejected(
     forget(client, image_id)
 
 
+def test_a_silent_mirror_is_skipped_within_stall_timeout(client: Any, origin: Registry,
+                                                          cache: Registry, bed: Bed) -> None:
+    """A mirror that accepts and never answers (the daemon has no timeout of its own)
+    costs at most stall_timeout, then the origin serves."""
+    from tests.testbed.faultfront import FaultFront
+
+    p = fresh(client, origin)
+    front = FaultFront(cache, "blackhole", name="pu-mirrors-silent").start()
+    try:
+        host_config(bed, origin, [front.address])
+        app = bed.app("silent", image_config(p.ref, FAST + 'stall_timeout = "3s"\n'))
+        r = bed.pull(app, timeout=60)
+        assert r.code == 0, r.err
+        assert f"mirror {front.address} skipped (stalled)" in r.err
+        assert r.out["attempts"] == 1
+        assert r.seconds < 3 + 15  # the stall, the daemon's ping, start-up on a busy host
+        image_id = client.images.get(p.pinned).id
+        assert_named_by_origin(client, bed, app, r, p, image_id)
+        forget(client, image_id)
+    finally:
+        front.close()
+
+
 # --- the origin down --------------------------------------------------------------------
 
 def _warm_cache(client: Any, bed: Bed, origin: Registry, cache: Registry) -> images.Pushed:
