@@ -201,6 +201,22 @@ def test_a_silent_mirror_is_skipped_within_stall_timeout(client: Any, origin: Re
         front.close()
 
 
+def test_a_mirror_with_an_untrusted_certificate_is_skipped(
+        client: Any, registry: Registry, tls_registry: Any, bed: Bed) -> None:
+    """A mirror on a test host whose certificate the daemon does not trust (x509): logged
+    as tls, skipped, and the origin serves. (The TLS registry serves the origin's
+    storage, so only its certificate stands in the way.)"""
+    p = fresh(client, registry)
+    host_config(bed, registry, [tls_registry.address])
+    app = bed.app("tlsmirror", image_config(p.ref, FAST))
+    r = bed.pull(app)
+    assert r.code == 0, r.err
+    assert f"mirror {tls_registry.address} skipped (tls)" in r.err
+    image_id = client.images.get(p.pinned).id
+    assert_named_by_origin(client, bed, app, r, p, image_id)
+    forget(client, image_id)
+
+
 # --- the origin down --------------------------------------------------------------------
 
 def _warm_cache(client: Any, bed: Bed, origin: Registry, cache: Registry) -> images.Pushed:
