@@ -71,22 +71,20 @@ class MirrorPull:
         """The image from the first mirror that serves it, named as the origin names it;
         None when no mirror does (the caller pulls from the origin). When the origin
         failed to resolve the tag, its failure is raised: its answer stands."""
-        origin: str | Failure | None = None
+        digest: str | None = None  # what the origin says the tag is now
+        failure: Failure | None = None  # or why it could not say
         if self.ref.digest is None:
-            origin = self._resolve_at_origin()
-        failure = origin if isinstance(origin, Failure) else None
-        tries = plan(self.ref, self.endpoints, origin if isinstance(origin, str) else None,
-                     failure.cls if failure else None)
-        if isinstance(origin, Failure) and not tries:
-            raise PullFailed(origin)
+            answer = self._resolve_at_origin()
+            digest, failure = (answer, None) if isinstance(answer, str) else (None, answer)
+        tries = plan(self.ref, self.endpoints, digest, failure.cls if failure else None)
         for t in tries:
             served = self._try(t)
             if served is not None:
-                if isinstance(origin, str) and t.endpoint.trust_tags:
-                    self._teach_tag(t.endpoint.host, origin)
-                return self._name(served, origin_down=isinstance(origin, Failure))
-        if isinstance(origin, Failure):
-            raise PullFailed(origin)
+                if digest is not None and t.endpoint.trust_tags:
+                    self._teach_tag(t.endpoint.host, digest)
+                return self._name(served, origin_down=failure is not None)
+        if failure is not None:
+            raise PullFailed(failure)
         return None
 
     def _scrubbed(self, failure: Failure) -> Failure:
