@@ -242,7 +242,15 @@ class Puller:
         return self._engine().inspect(name)
 
     def _find_local(self) -> LocalImage | None:
-        return enginelib.find_local(self._engine(), self.ref)
+        image = enginelib.find_local(self._engine(), self.ref)
+        current = self.state.current
+        if (image is None and self.ref.digest and current is not None
+                and current.digest == self.ref.digest and self._same_image(current)):
+            # Served by a mirror while the origin could not be asked: Docker has no
+            # ORIGIN@DIGEST name for it, but the state knows its ID, which names its
+            # content. A start then needs neither the origin nor the mirror.
+            image = self._engine().inspect(current.image_id)
+        return image
 
     def _credentials(self, left: float) -> Credentials:
         """Credentials for the ref, once per run; a credential helper gets at most

@@ -277,8 +277,17 @@ def test_origin_down_a_digest_comes_from_the_cache(client: Any, origin: Registry
         image_id = client.images.get(p.image_id).id
         assert image_id == p.image_id
         assert_named_by_origin(client, bed, app, r, p, image_id, origin_answered=False)
-        # the origin back: the next pull names it as the origin does (one manifest)
+        # the next start needs neither the origin nor the cache: the state knows the image
+        cache.stop()
+        warm = bed.pull(app)
+        assert warm.code == 0 and warm.out["source"] == "local", warm.err
+        assert bed.env_file(app) == f"PULLUNIT_IMAGE={image_id}\n"
+        # the origin back (first: distribution 2.8 in proxy mode does not start without
+        # it), then the cache: the next pull (policy always: a start of a "missing" app
+        # asks no registry) names the image as the origin does
         origin.start()
+        cache.start()
+        bed.app("pinneddown", image_config(p.pinned, 'policy = "always"\n' + SHORT))
         layers = blobs(origin)
         named = bed.pull(app)
         assert named.code == 0, named.err
