@@ -54,6 +54,7 @@ from .configvalues import (
 from .dropins import Merged, source_of
 from .dropins import load as load_dropins
 from .errors import ConfigError
+from .mirrors import endpoint_list
 from .reference import ImageRef
 
 DEFAULT_CONFIG_DIR = Path("/etc/pullunit")
@@ -110,6 +111,9 @@ class ImageConfig:
     policy: Policy = Policy.MISSING
     auth_file: Path | None = None
     verify: tuple[str, ...] = ()
+    # This app's mirrors of its registry, replacing pullunit.toml's [[mirror]] endpoints
+    # (an empty list: none); None: the host's.
+    mirrors: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -223,6 +227,7 @@ _SCHEMA: dict[str, dict[str, Parser]] = {
         "policy": one_of(Policy),
         "auth_file": abs_path,
         "verify": list_of(string),
+        "mirrors": endpoint_list,
     },
     "pull": {
         "initial_delay": duration(positive=True),

@@ -5,8 +5,8 @@ suggestion for a typo, every error naming the file and the dotted key (exit 78),
 dataclasses out. No file means the defaults.
 
 One table of keys drives parsing and the unknown-key error, so a setting is declared
-once. Tables today: [metrics]. The file is meant to grow (host-wide mirrors as
-[[mirror]], max_parallel_pulls): add a row to _SCHEMA and a field to HostConfig.
+once. Tables today: [metrics], [[mirror]] (mirrors.py). The file is meant to grow
+(max_parallel_pulls): add a row to _SCHEMA and a field to HostConfig.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 from .config import HOST_CONFIG_NAME, read_toml
 from .configvalues import Parser, Where, abs_path, boolean, strict_table, unknown
 from .errors import ConfigError
+from .mirrors import Mirror, parse_mirrors
 
 # Where Debian's prometheus-node-exporter reads *.prom files (its textfile collector).
 DEFAULT_METRICS_DIR = Path("/var/lib/prometheus/node-exporter")
@@ -44,6 +45,7 @@ class MetricsConfig:
 class HostConfig:
     path: Path
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    mirrors: tuple[Mirror, ...] = ()  # [[mirror]]: endpoints per origin registry
 
 
 def _table(cls: type, keys: Mapping[str, Parser]) -> Parser:
@@ -56,6 +58,7 @@ def _table(cls: type, keys: Mapping[str, Parser]) -> Parser:
 # top-level key (a table or a value) -> (HostConfig field, parser)
 _SCHEMA: dict[str, tuple[str, Parser]] = {
     "metrics": ("metrics", _table(MetricsConfig, {"enabled": boolean, "dir": abs_path})),
+    "mirror": ("mirrors", parse_mirrors),
 }
 
 

@@ -35,9 +35,11 @@ if TYPE_CHECKING:
     import random
 
     from . import retry
-    from .credentials import Credentials
+    from .credentials import Auth, Credentials
     from .dockerapi import Api
     from .hints import HintContext
+    from .mirrorpull import Served
+    from .mirrors import Endpoint, Mirror
     from .pullstream import Progress
 
 T = TypeVar("T")
@@ -86,8 +88,11 @@ class Puller:
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep,
                  ref: ImageRef | None = None, started: float | None = None,
-                 on_record: Callable[[state.AppState], object] | None = None):
+                 on_record: Callable[[state.AppState], object] | None = None,
+                 mirrors: tuple[Mirror, ...] = ()):
         self.app = app
+        self.mirrors = mirrors  # pullunit.toml's [[mirror]] tables (mirrors.py)
+        self.served: Served | None = None  # what a mirror served in the last attempt
         self.on_record = on_record  # after each failed attempt is saved (metrics)
         self.ref = ref or app.image.ref
         self.notifier = notifier or Notifier()
@@ -237,7 +242,15 @@ class Puller:
         return self._engine().inspect(name)
 
     def _find_local(self) -> LocalImage | None:
-        return enginelib.find_local(self._engine(), self.ref)
+        image = enginelib.find_local(self._engine(), self.ref)
+        current = self.state.current
+        if (image is None and self.ref.digest and current is not None
+                and current.digest == self.ref.digest and self._same_image(current)):
+            # Served by a mirror while the origin could not be asked: Docker has no
+            # ORIGIN@DIGEST name for it, but the state knows its ID, which names its
+            # content. A start then needs neither the origin nor the mirror.
+            image = self._engine().inspect(current.image_id)
+        return image
 
     def _credentials(self, left: float) -> Credentials:
         """Credentials for the ref, once per run; a credential helper gets at most
@@ -272,29 +285,14 @@ class Puller:
         self.cut_by = None
         engine = self._engine()
         creds = self._credentials(cut.at - self.clock())
+        self.served = None
+        if self._endpoints():
+            self.served = self._from_mirrors(engine, creds.auth, cut)
+            if self.served is not None:
+                return self.served.image
         log.info("pulling %s (attempt %d)", self.ref, self.attempts)
         self.notifier.status(f"pulling {self.ref} (attempt {self.attempts})")
-        stream = engine.pull(self.ref, self.app.image.platform, creds.auth,
-                             silence_limit=min(pull.stall_timeout, cut.at - self.clock()))
-        from .progress import Reporter
-        from .pullstream import Progress
-
-        progress = Progress.empty()
-        reporter = Reporter(self.notifier, str(self.ref))
-        last_progress = self.clock()
-        try:
-            for msg in stream.messages(POLL):
-                now = self.clock()
-                if msg is not None and progress.update(msg):
-                    last_progress = now
-                    reporter.update(progress.done, progress.total)
-                if now >= cut.at:
-                    raise self._cut(cut, stream, progress)
-                if now - last_progress > pull.stall_timeout:
-                    raise self._stalled(engine, stream, progress)
-        finally:
-            stream.abort()
-            reporter.finish()
+        self._follow(engine, self.ref, creds.auth, cut)
         image = self._find_local()
         if image is None:
             if self.ref.digest:
@@ -305,33 +303,107 @@ class Puller:
                                 f"the daemon reported {self.ref} pulled, but it is not present")
         return image
 
-    def _where(self, stream: PullStream, progress: Progress) -> str:
+    def _follow(self, engine: Engine, ref: ImageRef, auth: Auth | None, cut: Cutoff) -> None:
+        """Pull ref through the daemon, reading its progress to the end; raises PullFailed
+        when the daemon reports an error, nothing moves for stall_timeout, or `cut` ends
+        the attempt (the socket is dropped: dockerd cancels the pull)."""
+        pull = self.app.pull
+        stream = engine.pull(ref, self.app.image.platform, auth,
+                             silence_limit=min(pull.stall_timeout, cut.at - self.clock()))
+        from .progress import Reporter
+        from .pullstream import Progress
+
+        progress = Progress.empty()
+        reporter = Reporter(self.notifier, str(ref))
+        last_progress = self.clock()
+        try:
+            for msg in stream.messages(POLL):
+                now = self.clock()
+                if msg is not None and progress.update(msg):
+                    last_progress = now
+                    reporter.update(progress.done, progress.total)
+                if now >= cut.at:
+                    raise self._cut(cut, stream, progress, ref)
+                if now - last_progress > pull.stall_timeout:
+                    raise self._stalled(engine, stream, progress, ref)
+        finally:
+            stream.abort()
+            reporter.finish()
+
+    # -- mirrors (mirrors.py, mirrorpull.py) --------------------------------------------
+    def _endpoints(self) -> tuple[Endpoint, ...]:
+        from .mirrors import endpoints_for
+
+        return endpoints_for(self.ref, self.mirrors, self.app.image.mirrors)
+
+    def _from_mirrors(self, engine: Engine, auth: Auth | None, cut: Cutoff) -> Served | None:
+        """The image from a mirror of the registry, named as the origin names it; None:
+        no mirror served it, pull from the origin."""
+        from . import credentials
+        from .mirrorpull import MirrorPull
+
+        def follow(ref: ImageRef, ref_auth: Auth | None, limit: float | None) -> None:
+            if limit is None:
+                return self._follow(engine, ref, ref_auth, cut)
+            try:  # a step with its own shorter bound: its end is no cut of the attempt
+                self._follow(engine, ref, ref_auth,
+                             Cutoff(min(cut.at, self.clock() + limit), cut.why))
+            finally:
+                self.cut_by = None
+
+        def creds_for(ref: ImageRef, limit: float) -> Credentials:
+            # The mirror host's own credentials: the origin's never go to another host.
+            return credentials.credentials(ref, self.app.image.auth_file,
+                                           helper_timeout=min(credentials.HELPER_TIMEOUT, limit))
+
+        return MirrorPull(engine, self.ref, self._endpoints(), origin_auth=auth,
+                          follow=follow, credentials=creds_for,
+                          left=lambda: cut.at - self.clock(),
+                          stall_timeout=self.app.pull.stall_timeout,
+                          status=self.notifier.status).run()
+
+    def _digest_of(self, image: LocalImage) -> str | None:
+        """The registry digest of image for the app's ref; for one a mirror served that
+        the origin could not name, the digest the mirror served it by (and the one it
+        had when it became current: an image ID names its content)."""
+        digest = image.digest_for(self.ref)
+        served, current = self.served, self.state.current
+        if digest is None and served is not None and served.image.id == image.id:
+            digest = served.digest
+        if (digest is None and current is not None and current.image_id == image.id
+                and self._same_image(current)):
+            digest = current.digest
+        return digest
+
+    def _where(self, stream: PullStream, progress: Progress, ref: ImageRef) -> str:
         if not stream.answered:
-            return f"before {self.ref.registry} answered the request for {self.ref}"
+            return f"before {ref.registry} answered the request for {ref}"
         where = f"with {_mb(progress.done)} of {_mb(progress.total)} done"
         if progress.retrying:
             where += " (the daemon was retrying a failed layer download)"
         return where
 
-    def _stalled(self, engine: Engine, stream: PullStream, progress: Progress) -> PullFailed:
+    def _stalled(self, engine: Engine, stream: PullStream, progress: Progress,
+                 ref: ImageRef) -> PullFailed:
         stall = human(self.app.pull.stall_timeout)
         if not stream.answered:
             # dockerd answers a pull once it has the manifest: silence is the registry's,
             # unless the daemon itself is stuck.
             if not engine.ping():
-                return EngineUnavailable(f"it accepted the pull of {self.ref} but sent nothing "
+                return EngineUnavailable(f"it accepted the pull of {ref} but sent nothing "
                                          f"for {stall} and does not answer a ping", engine.host)
-            return enginelib.registry_silent(self.ref, self.app.pull.stall_timeout)
+            return enginelib.registry_silent(ref, self.app.pull.stall_timeout)
         return PullFailed.of(FailureClass.STALLED,
-                             f"pull of {self.ref} made no progress for {stall} "
-                             f"(pull.stall_timeout) {self._where(stream, progress)}")
+                             f"pull of {ref} made no progress for {stall} "
+                             f"(pull.stall_timeout) {self._where(stream, progress, ref)}")
 
-    def _cut(self, cut: Cutoff, stream: PullStream, progress: Progress) -> PullFailed:
+    def _cut(self, cut: Cutoff, stream: PullStream, progress: Progress,
+             ref: ImageRef) -> PullFailed:
         """A clock ended the attempt: say which, and keep what really went wrong before
         (a 503 does not become a "stall" because the deadline came during the retry)."""
         self.cut_by = cut.why
         passed = (f"{cut.why} ({human(cut.at - self.start)}) passed during attempt "
-                  f"{self.attempts}, {self._where(stream, progress)}")
+                  f"{self.attempts}, {self._where(stream, progress, ref)}")
         last = self.last_failure
         moving = stream.answered and progress.done > 0 and not progress.retrying
         if last is not None and not moving:
@@ -353,9 +425,9 @@ class Puller:
         image). A fallback is an older good image chosen on purpose: a pinned digest does
         not reject it."""
         if (not fallback and self.ref.digest
-                and image.digest_for(self.ref) != self.ref.digest):
+                and self._digest_of(image) != self.ref.digest):
             raise PullFailed.of(FailureClass.DIGEST_MISMATCH,
-                                f"image has digest {image.digest_for(self.ref)}, pinned "
+                                f"image has digest {self._digest_of(image)}, pinned "
                                 f"{self.ref.digest}")
         want = self.app.image.platform or (None if self._is_current(image) else
                                            self._look(lambda e: e.platform()))
@@ -381,7 +453,7 @@ class Puller:
     def _ready(self, image: LocalImage, source: Source,
                failure: Failure | None = None) -> Outcome:
         done = activate(self.app, self.state, self.ref, image, failure=failure,
-                        api=self._api, engine=self.engine)
+                        digest=self._digest_of(image), api=self._api, engine=self.engine)
         self.state = done.state
         reference = done.reference
         elapsed = self.clock() - self.start
@@ -402,7 +474,7 @@ class Puller:
         reference = image.run_reference(self.ref)
         before = self.state
         self.state = state.record_prefetch(self.state, str(self.app.image.ref), reference,
-                                           image.digest_for(self.ref), image.id)
+                                           self._digest_of(image), image.id)
         state.save(self.state)
         if self.engine is not None:
             hold_history(self.app.name, before, self.state, image, self.engine)

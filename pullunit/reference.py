@@ -87,6 +87,23 @@ class ImageRef:
         return s
 
 
+def parse_registry(text: str) -> str:
+    """A registry host[:port] on its own (a mirror endpoint, an origin in pullunit.toml),
+    by the same grammar as the registry part of a reference: no scheme, path or user."""
+    if not isinstance(text, str) or not text:
+        raise BadReference("registry host is empty")
+    hint = ""
+    if "://" in text:
+        hint = " (no scheme: the daemon chooses https, or http for an insecure registry)"
+    elif "@" in text:
+        hint = " (no credentials: they come from the docker config of the host)"
+    elif "/" in text:
+        hint = " (no path: a registry is HOST[:PORT])"
+    if hint or not _DOMAIN_RE.fullmatch(text):
+        raise BadReference(f"invalid registry host {text!r}{hint}; expected HOST[:PORT]")
+    return text
+
+
 def _looks_like_domain(first: str) -> bool:
     # The same rule as distribution's splitDockerDomain: a first component is a registry
     # when it has a dot, a port, is localhost, or has upper-case letters.

@@ -25,6 +25,7 @@ from ..cli import config_dir
 from ..config import AppConfig, Policy, app_files, app_name_of, load_app, resolve_app
 from ..errors import ConfigError, PullunitError
 from ..hostconfig import MetricsConfig, load_host
+from ..mirrors import Mirror
 from ..notify import Notifier
 from ..puller import GaveUp, Puller
 
@@ -49,14 +50,16 @@ def run(args: argparse.Namespace) -> int:
     targets = list(args.apps) or [str(p) for p in app_files(cfg)]
     results: list[dict[str, Any]] = []
     worst = 0
-    settings = load_host(cfg).metrics
+    host = load_host(cfg)
+    settings = host.metrics
     for target in targets:
         row = _row(app_name_of(Path(target)) if target.endswith(".toml") else target)
         results.append(row)
         try:
             app = load_app(resolve_app(cfg, target))
             row["app"] = app.name
-            code = _prefetch(app, row, settings, verbose=bool(args.apps))
+            code = _prefetch(app, row, settings, verbose=bool(args.apps),
+                             mirrors=host.mirrors)
         except PullunitError as e:
             code = _failed(row, e)
         worst = max(worst, code)
@@ -71,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _prefetch(app: AppConfig, row: dict[str, Any], settings: MetricsConfig, *,
-              verbose: bool) -> int:
+              verbose: bool, mirrors: tuple[Mirror, ...] = ()) -> int:
     """Fill in this app's row; its exit code (0 unless the pull failed)."""
     if app.image.policy is not Policy.ALWAYS:
         row["message"] = f"policy is {app.image.policy}; prefetch is for policy always"
@@ -83,7 +86,8 @@ def _prefetch(app: AppConfig, row: dict[str, Any], settings: MetricsConfig, *,
     with app_lock(app.name, lambda m: log.info("%s", m), timeout=BACKGROUND_WAIT):
         current = state.load(app.name).current
         row["running"] = current.reference if current else None
-        puller = Puller(app, notifier=Notifier(), ref=ref, on_record=publish)
+        puller = Puller(app, notifier=Notifier(), ref=ref, on_record=publish,
+                        mirrors=mirrors)
         try:
             outcome = puller.run(prefetch=True)
         except GaveUp as e:

@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     publish = functools.partial(metrics.publish, host.metrics, app.name)
     with app_lock(app.name, waiting, timeout=app.pull.deadline):
         puller = Puller(app, notifier=notifier, ref=pin.ref, on_record=publish,
-                        started=started)
+                        started=started, mirrors=host.mirrors)
         try:
             outcome = puller.run()
         except GaveUp as e:

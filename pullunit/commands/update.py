@@ -33,6 +33,8 @@ from ..config import AppConfig, app_files, app_name_of, load_app, resolve_app
 from ..engine import Engine, LiteEngine, LocalImage
 from ..enginehttp import EngineUnavailable
 from ..errors import ConfigError, ExitCode, Interrupted, PullunitError
+from ..hostconfig import load_host
+from ..mirrors import Mirror
 from ..reference import ImageRef
 from ..updater import Edges, Failed, Outcome, Result, Updater
 
@@ -63,8 +65,9 @@ def _one_update_at_a_time() -> Iterator[None]:
 class _RealEdges:
     """The registry through the daemon, the puller, the engine, systemd over D-Bus."""
 
-    def __init__(self) -> None:
+    def __init__(self, mirrors: tuple[Mirror, ...] = ()) -> None:
         self._api: Any = None
+        self.mirrors = mirrors  # pullunit.toml's [[mirror]]: the pull may use them
 
     def api(self) -> Any:
         if self._api is None:
@@ -88,7 +91,8 @@ class _RealEdges:
         from ..puller import GaveUp, Puller
 
         try:
-            return Puller(app, notifier=Notifier(), ref=ref).run(prefetch=True).image
+            return Puller(app, notifier=Notifier(), ref=ref,
+                          mirrors=self.mirrors).run(prefetch=True).image
         except GaveUp as e:
             f = e.failure
             raise Failed(str(f.cls), f.message, int(f.exit_code)) from e
@@ -155,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
     apps = _apps(args)
     if args.auto and not apps:
         log.info("no app has [update] auto = true")
-    edges = _RealEdges().edges()
+    edges = _RealEdges(load_host(config_dir(args)).mirrors).edges()
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     results: list[Outcome] = []

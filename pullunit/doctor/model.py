@@ -72,6 +72,7 @@ class Target:
     auth_file: Path | None = None
     policy: str | None = None
     pinned_by: str | None = None  # the lock file whose digest replaced the config's tag
+    mirrors: tuple[str, ...] = ()  # the registry's mirrors, in the puller's order
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ pytestmark = pytest.mark.integration
 PULLUNIT = str(Path(sys.executable).parent / "pullunit")
 IMAGE_CHECKS = ["reference", "daemon", "local_image", "disk", "daemon_config", "proxy", "dns",
                 "tcp", "tls", "registry_api", "credentials", "manifest", "platform", "clock",
-                "ip_versions", "proxy_path", "blob", "daemon_log"]
+                "ip_versions", "proxy_path", "blob", "daemon_log", "mirrors"]
 NAMED_PORT = 5077
 FOREIGN_ARCH = "s390x" if os.uname().machine != "s390x" else "arm64"
 
@@ -141,9 +141,9 @@ def assert_skipped_after(run: Run, first_failure: str) -> None:
     """Every network check after first_failure is skipped, with a reason."""
     order = IMAGE_CHECKS
     for check in order[order.index(first_failure) + 1:]:
-        # credentials needs no network; proxy_path and daemon_log need only the reference,
-        # ip_versions only the name lookup
-        if check in ("credentials", "ip_versions", "proxy_path", "daemon_log"):
+        # credentials needs no network; proxy_path, daemon_log and mirrors need only the
+        # reference, ip_versions only the name lookup
+        if check in ("credentials", "ip_versions", "proxy_path", "daemon_log", "mirrors"):
             continue
         assert run.status(check) == "skip", run.checks[check]
         assert run.checks[check]["detail"].startswith("skipped: "), run.checks[check]

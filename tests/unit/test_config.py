@@ -468,6 +468,7 @@ def test_full_example_parses_every_key() -> None:
     assert app.image.policy is Policy.ALWAYS
     assert app.image.auth_file == Path("/etc/pullunit/auth/registry.json")
     assert app.image.verify == ("/usr/local/bin/web", "--self-test")
+    assert app.image.mirrors == ("cache.dc1.example:5000",)
     assert app.pull.deadline == 3600.0
     assert app.pull.max_delay == 300.0
     assert app.run.env == (("TZ", "Europe/Berlin"), ("GREETING", "hello, world"))
