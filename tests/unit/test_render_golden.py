@@ -22,6 +22,7 @@ from pullunit.render import (
     make_environment,
     pull_argv,
     render_app,
+    start_commands,
 )
 
 from .conftest import EXAMPLES
@@ -91,13 +92,44 @@ def test_docker_run_argv_of_the_full_example() -> None:
         "--env-file", "/etc/pullunit/web.env",
         "--publish", "8080:80", "--publish", "127.0.0.1:8443:443/tcp",
         "--volume", "/srv/web/data:/data", "--volume", "web-cache:/var/cache/web:rw",
-        "--network", "bridge", "--user", "1000:1000",
-        "--read-only", "--memory=512m",
+        "--network", "shop-front", "--network-alias", "web", "--network-alias", "www",
+        "--ip", "172.30.0.10", "--user", "1000:1000",
+        "--memory", "512m", "--memory-swap", "1g", "--cpus", "1.5", "--pids-limit", "200",
+        "--shm-size", "128m", "--ulimit", "nofile=4096:8192", "--ulimit", "core=0",
+        "--log-driver", "local", "--log-opt", "max-size=10m", "--log-opt", "max-file=3",
+        "--read-only", "--tmpfs", "/tmp:size=64m,mode=1777", "--tmpfs", "/run",
+        "--cap-add", "NET_BIND_SERVICE", "--cap-drop", "ALL",
+        "--security-opt", "apparmor=docker-default",
+        "--security-opt", "no-new-privileges=true", "--device", "/dev/fuse",
+        "--group-add", "audio", "--group-add", "1001",
+        "--sysctl", "net.ipv4.ip_unprivileged_port_start=80", "--hostname", "web-1",
+        "--dns", "10.0.0.2", "--dns-search", "shop.internal",
+        "--add-host", "db.shop.internal:10.0.0.5", "--add-host", "host.internal:host-gateway",
+        "--label", "com.example.team=shop", "--label", "com.example.tier=front",
+        "--workdir", "/srv/web", "--init", "--stop-signal", "SIGTERM",
+        "--cpu-shares", "512", "--oom-score-adj=-100",
         "--health-cmd", "exec /usr/local/bin/web --health", "--health-interval=5s",
         "--health-timeout=3s", "--health-start-period=10s", "--health-retries=3",
         IMAGE_VARIABLE,
         "--port", "8080", "--greeting", '100% "quoted" $HOME stays literal',
     ]
+    # Two networks: created with the first, connected to the second before it starts.
+    commands = start_commands(app)
+    assert commands.pre == [docker_run_argv(app, "create"),
+                            ["/usr/bin/docker", "network", "connect", "--alias", "web-api",
+                             "shop-back", "web"]]
+    assert commands.start == ["/usr/bin/docker", "start", "--attach", "web"]
+
+
+def test_one_network_or_none_is_a_plain_docker_run(tmp_path: Path) -> None:
+    for extra in ("", "[run]\nnetwork = 'n1'\n",
+                  "[run]\nnetworks = [{name = 'n1', aliases = ['a'], ip = '10.1.2.3'}]\n"):
+        app = parse_app("a", tomllib.loads('[image]\nref = "a:1"\n' + extra),
+                        tmp_path / "a.toml")
+        commands = start_commands(app)
+        assert commands.pre == [] and commands.start == docker_run_argv(app)
+        run = render_app(app, make_environment(tmp_path), tmp_path, EXECUTABLE)[1].text
+        assert run.count("ExecStartPre=") == 1 and "ExecStart=/usr/bin/docker run " in run
 
 
 def test_pull_argv_names_the_config_dir_only_when_not_default() -> None:

@@ -10,7 +10,14 @@ import pytest
 
 from pullunit import paths
 from pullunit.config import AppConfig, load_app
-from pullunit.render import docker_run_argv, gate_argv, pull_argv, rm_argv, stop_post_argv
+from pullunit.render import (
+    docker_run_argv,
+    gate_argv,
+    pull_argv,
+    rm_argv,
+    start_commands,
+    stop_post_argv,
+)
 from pullunit.unitfiles import generate
 
 from . import sdtools
@@ -24,12 +31,18 @@ needs_systemd = pytest.mark.skipif(not sdtools.HAVE_SYSTEMD_TEST,
                                    reason="needs /lib/systemd/systemd --test")
 
 
+def with_image_variable(app: AppConfig, argv: list[str]) -> list[str]:
+    """A docker run/create argv with the image slot as the ${PULLUNIT_IMAGE} reference."""
+    if argv[1] in ("run", "create"):
+        argv = list(argv)
+        image_slot = len(argv) - len(app.run.command) - 1
+        argv[image_slot] = sdtools.VAR.format("PULLUNIT_IMAGE")
+    return argv
+
+
 def expected_run_argv(app: AppConfig) -> list[str]:
     """docker_run_argv() with the image slot as the ${PULLUNIT_IMAGE} reference."""
-    argv = docker_run_argv(app)
-    image_slot = len(argv) - len(app.run.command) - 1
-    argv[image_slot] = sdtools.VAR.format("PULLUNIT_IMAGE")
-    return argv
+    return with_image_variable(app, docker_run_argv(app))
 
 
 def assert_loaded_as_meant(result: sdtools.LoadResult, apps: list[AppConfig],
@@ -41,10 +54,15 @@ def assert_loaded_as_meant(result: sdtools.LoadResult, apps: list[AppConfig],
         assert run.load_state == "loaded" and pull.load_state == "loaded"
         assert run.description == app.description
         assert pull.description == f"Pull image for {app.name}: {app.image.ref}"
+        commands = start_commands(app)
         [start] = run.exec_lines["ExecStart"]
-        assert sdtools.exec_argv(start) == expected_run_argv(app)
-        [pre] = run.exec_lines["ExecStartPre"]
+        assert sdtools.exec_argv(start) == with_image_variable(app, commands.start)
+        pre, *create = run.exec_lines["ExecStartPre"]
         assert sdtools.exec_argv(pre) == rm_argv(app)
+        assert [sdtools.exec_argv(c) for c in create] == [
+            with_image_variable(app, argv) for argv in commands.pre]
+        if len(app.run.networks) <= 1:
+            assert sdtools.exec_argv(start) == expected_run_argv(app)
         assert rm_argv(app)[-2:] == [paths.DOCKER, app.run.name]
         [stop_post] = run.exec_lines["ExecStopPost"]
         assert sdtools.exec_argv(stop_post) == stop_post_argv(app)
