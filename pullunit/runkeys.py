@@ -17,7 +17,7 @@ import re
 import signal
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .configvalues import (
     ARG_MAX_BYTES,
@@ -32,6 +32,9 @@ from .configvalues import (
     string,
     type_name,
 )
+
+if TYPE_CHECKING:
+    from .config import RunConfig
 
 INT64_MAX = 2**63 - 1
 # dockerd 20.10 refuses a smaller --memory: "Minimum memory limit allowed is 6MB".
@@ -554,3 +557,15 @@ def effective_networks(values: dict[str, Any]) -> tuple[Network, ...]:
     if values.get("network"):
         return (Network(values["network"]),)
     return ()
+
+
+def warnings(run: RunConfig) -> list[str]:
+    """What is valid but deserves a second look (`pullunit validate` says it)."""
+    out = []
+    if run.privileged:
+        out.append("run.privileged: the container gets every device and capability of the "
+                    "host and no confinement; root in it is root on the host")
+    if run.log_driver == "journald":
+        out.append("run.log_driver: \"journald\" stores each line twice in the journal "
+                   "(once from the unit, once from dockerd); leave it unset for one copy")
+    return out

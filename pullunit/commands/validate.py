@@ -13,7 +13,7 @@ import logging
 import os
 from pathlib import Path
 
-from .. import paths, pinning
+from .. import paths, pinning, runkeys
 from ..cli import config_dir
 from ..config import HOST_CONFIG_NAME, LOCK_SUFFIX, app_files, resolve_app
 from ..errors import ConfigError, ExitCode
@@ -48,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
             continue
         app = rendered.app
         print(f"{app.path}: ok ({app.pull_unit}, {app.run_unit})")
+        for warning in runkeys.warnings(app.run):
+            log.warning("%s: %s", app.path, warning)
     if not args.files:
         failed += _orphan_locks(cfg)
     for path in hosts:
