@@ -855,7 +855,7 @@ def test_stopped_app_that_dies_of_sigterm_is_inactive(pu: Machine, registries: A
     rh.push_image(tag)
     # sleep under tini (--init): tini forwards SIGTERM, sleep dies of it, exit status 143.
     app = App(pu, leftovers, "sigterm", tag,
-              run={"entrypoint": "/bin/sleep", "command": ["1000"], "docker_args": ["--init"],
+              run={"entrypoint": "/bin/sleep", "command": ["1000"], "init": True,
                    "stop_timeout": "10s"})
     generate(pu)
     pu.systemctl("start", app.run_unit)
