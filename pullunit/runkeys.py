@@ -253,6 +253,9 @@ def option_table(what: str, key_pattern: re.Pattern[str] = _OPTION_KEY) -> Parse
         out = []
         for name, v in value.items():
             w = where.child(name)
+            if isinstance(v, dict):  # what TOML makes of an unquoted net.core.x = 1
+                raise w.error("is a table, not a value", "quote a name that has dots: "
+                              "{ \"net.core.somaxconn\" = 1024 }")
             if not key_pattern.fullmatch(name):
                 raise w.error(f"invalid name {name!r}")
             word = (name, _text_word(v, w))
@@ -384,6 +387,9 @@ def add_hosts(value: object, where: Where) -> tuple[tuple[str, str], ...]:
     out = []
     for name, ip in value.items():
         w = where.child(name)
+        if isinstance(ip, dict):
+            raise w.error("is a table, not an address", "quote a name that has dots: "
+                          "{ \"db.example.com\" = \"10.0.0.5\" }")
         hostname(name, w)
         addr = "host-gateway" if ip == "host-gateway" else ip_address()(ip, w)
         out.append((name, addr))

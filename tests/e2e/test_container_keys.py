@@ -77,10 +77,10 @@ def test_every_container_key_reaches_docker(pu: Machine, registries: Any,
         "cap_add": ["net_bind_service"], "cap_drop": ["ALL"],
         "security_opt": ["label=disable"], "no_new_privileges": True, "privileged": False,
         "devices": ["/dev/zero:/dev/zero2:r"], "group_add": ["1001"],
-        "sysctls": {"net.ipv4.ip_unprivileged_port_start": 80},
+        "sysctls": {'"net.ipv4.ip_unprivileged_port_start"': 80},
         "hostname": "keys-e2e", "dns": ["10.0.0.2"], "dns_search": ["shop.internal"],
-        "add_hosts": {"db.shop.internal": "10.0.0.5"},
-        "labels": {"com.example.team": "shop 100% $HOME"}, "workdir": "/scratch",
+        "add_hosts": {'"db.shop.internal"': "10.0.0.5"},
+        "labels": {'"com.example.team"': "shop 100% $HOME"}, "workdir": "/scratch",
         "init": True, "stop_signal": "SIGINT",
     }
     app = App(pu, leftovers, "keys", tag, run=run)
