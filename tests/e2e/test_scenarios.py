@@ -583,7 +583,10 @@ def test_hostile_values_round_trip(pu: Machine, registries: Any,
     reg = registries().start()
     tag = f"{reg.address}/e2e/hostile:1.0"
     image_id, _ = rh.push_image(tag)
-    app = App(pu, leftovers, "hostile", tag, run={"command": HOSTILE_ARGS, "env": HOSTILE_ENV},
+    # json-file: read the output back byte for byte with docker logs (by default only the
+    # unit's journal has it, with its prefixes)
+    app = App(pu, leftovers, "hostile", tag, run={"command": HOSTILE_ARGS, "env": HOSTILE_ENV,
+                                                  "log_driver": "json-file"},
               unit={"description": HOSTILE_DESCRIPTION})
     generate(pu)
     assert pu.show(app.run_unit, "Description")["Description"] == HOSTILE_DESCRIPTION
