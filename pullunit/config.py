@@ -50,9 +50,10 @@ from .configvalues import (
 )
 from .dockerflags import docker_args
 from .errors import ConfigError
+from .netkeys import Network
 from .reference import ImageRef
 from .runkeys import SCHEMA as CONTAINER_KEYS
-from .runkeys import Network, Ulimit, effective_networks
+from .runkeys import Ulimit, effective_networks
 from .runkeys import check as check_container_keys
 
 DEFAULT_CONFIG_DIR = Path("/etc/pullunit")

@@ -12,7 +12,7 @@ from .configvalues import Where, list_of, one_word, string
 
 if TYPE_CHECKING:
     from .config import RunConfig
-    from .runkeys import Network
+    from .netkeys import Network
 
 # docker run flag -> the config key that sets it, or (in parentheses) why pullunit owns it.
 MANAGED: dict[str, str] = {

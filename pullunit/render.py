@@ -18,7 +18,7 @@ from .config import DEFAULT_CONFIG_DIR, AppConfig
 from .durations import format_timespan
 from .errors import ConfigError
 from .escape import environment_assignment, exec_line, path_value, unit_value
-from .runkeys import signal_number
+from .netkeys import signal_number
 
 PULL_TEMPLATE = "pull.service.j2"
 RUN_TEMPLATE = "run.service.j2"

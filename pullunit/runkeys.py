@@ -1,7 +1,7 @@
-"""The container keys of [run] beyond the basics: resources, logging, security, identity
-and networks. One parser per key (through configvalues' Where, so every error names the
-file and the dotted key), SCHEMA (key -> parser, merged into config's [run] table) and
-check(), the rules between keys. Pure: no I/O.
+"""The container keys of [run] beyond the basics: resources, logging, security, and (from
+netkeys.py) identity and networks. One parser per key (through configvalues' Where, so
+every error names the file and the dotted key), SCHEMA (key -> parser, merged into
+config's [run] table), check(), the rules between keys, and warnings(). Pure: no I/O.
 
 Docker parses these with ASCII grammars and refuses at `docker run` what it cannot take,
 which in a unit means a start that fails again and again; so each value is checked here
@@ -12,25 +12,33 @@ passed to Docker as written.
 from __future__ import annotations
 
 import difflib
-import ipaddress
 import re
-import signal
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
 from .configvalues import (
-    ARG_MAX_BYTES,
     Parser,
     Where,
     abs_path,
     boolean,
     list_of,
-    network,
     nonempty_string,
     one_word,
-    string,
     type_name,
+    unknown,
+)
+from .netkeys import (
+    Network,
+    add_hosts,
+    hostname,
+    ip_address,
+    labels,
+    networks,
+    option_table,
+    search_domain,
+    stop_signal,
+    workdir,
 )
 
 if TYPE_CHECKING:
@@ -43,15 +51,10 @@ MAX_CPUS = 1024  # Docker checks against the host's CPUs at start; this only bou
 # go-units RAMInBytes, without the space it allows: a number and a 1024-based unit.
 _SIZE = re.compile(r"([0-9]+(?:\.[0-9]+)?)([kmgtp]?)(?:i?b)?", re.ASCII | re.IGNORECASE)
 _DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?", re.ASCII)
-# RFC 1123 host names, as Docker's network aliases, --hostname and --add-host take them.
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_HOSTNAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*", re.ASCII)
-_OPTION_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*", re.ASCII)
 _LOG_DRIVER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/-]*", re.ASCII)
 _GROUP = re.compile(r"[a-z_][a-z0-9_-]*\$?|[0-9]+", re.ASCII)
 _SYSCTL = re.compile(r"[a-z0-9_]+(?:[./][a-z0-9_-]+)+", re.ASCII)
 _TMPFS_OPTION = re.compile(r"[a-z0-9]+(?:=[A-Za-z0-9.%:+-]+)?", re.ASCII)
-_LABEL_KEY = re.compile(r"[^\s=]+")
 
 ULIMITS = ("core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile",
            "nproc", "rss", "rtprio", "rttime", "sigpending", "stack")
@@ -87,9 +90,6 @@ _SYSCTL_NAMES = frozenset({"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "k
                            "kernel.shmall", "kernel.shmmax", "kernel.shmmni",
                            "kernel.shm_rmid_forced"})
 _SYSCTL_PREFIXES = ("fs.mqueue.", "net.")
-# Network modes: the container's only network, without aliases or a fixed address.
-NETWORK_MODES = ("host", "none")
-DEFAULT_BRIDGE = "bridge"
 
 
 @dataclass(frozen=True)
@@ -102,20 +102,6 @@ class Ulimit:
     def flag_value(self) -> str:
         limit = str(self.soft) if self.hard is None else f"{self.soft}:{self.hard}"
         return f"{self.name}={limit}"
-
-
-@dataclass(frozen=True)
-class Network:
-    """One network the container joins; the first is the one `docker run` creates it in."""
-
-    name: str
-    aliases: tuple[str, ...] = ()
-    ip: str | None = None
-    ip6: str | None = None
-
-    @property
-    def is_mode(self) -> bool:
-        return self.name in NETWORK_MODES or self.name.startswith("container:")
 
 
 def _integer(value: object, where: Where, low: int, high: int = INT64_MAX) -> int:
@@ -201,11 +187,11 @@ def ulimits(value: object, where: Where) -> tuple[Ulimit, ...]:
     for name, limit in value.items():
         w = where.child(name)
         if name not in ULIMITS:
-            raise _unknown_name(name, ULIMITS, w, "ulimit")
+            raise unknown(name, list(ULIMITS), w, "ulimit")
         if isinstance(limit, dict):
             for k in limit:
                 if k not in ("soft", "hard"):
-                    raise _unknown_name(k, ("soft", "hard"), w.child(k), "key")
+                    raise unknown(k, ["soft", "hard"], w.child(k), "key")
             if "soft" not in limit or "hard" not in limit:
                 raise w.error("needs both soft and hard")
             soft, hard = _limit(limit["soft"], w.child("soft")), _limit(limit["hard"],
@@ -218,12 +204,6 @@ def ulimits(value: object, where: Where) -> tuple[Ulimit, ...]:
     return tuple(out)
 
 
-def _unknown_name(name: str, valid: tuple[str, ...], where: Where, what: str) -> Any:
-    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
-    suggestion = f"; did you mean {close[0]!r}?" if close else f"; valid: {', '.join(valid)}"
-    return where.error(f"unknown {what} {name!r}{suggestion}")
-
-
 def log_driver(value: object, where: Where) -> str:
     s = nonempty_string(value, where)
     if not _LOG_DRIVER.fullmatch(s):
@@ -234,36 +214,6 @@ def log_driver(value: object, where: Where) -> str:
         if close:
             raise where.error(f"unknown log driver {s!r}; did you mean {close[0]!r}?")
     return s
-
-
-def _text_word(value: object, where: Where) -> str:
-    """A string, integer or boolean option value, as the word Docker gets."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    return string(value, where)
-
-
-def option_table(what: str, key_pattern: re.Pattern[str] = _OPTION_KEY) -> Parser:
-    """A table NAME = value that becomes `--flag NAME=value` words (log_opts, sysctls)."""
-    def parse(value: object, where: Where) -> tuple[tuple[str, str], ...]:
-        if not isinstance(value, dict):
-            raise where.error(f"expected a table of {what}, got {type_name(value)}")
-        out = []
-        for name, v in value.items():
-            w = where.child(name)
-            if isinstance(v, dict):  # what TOML makes of an unquoted net.core.x = 1
-                raise w.error("is a table, not a value", "quote a name that has dots: "
-                              "{ \"net.core.somaxconn\" = 1024 }")
-            if not key_pattern.fullmatch(name):
-                raise w.error(f"invalid name {name!r}")
-            word = (name, _text_word(v, w))
-            if len("=".join(word).encode()) > ARG_MAX_BYTES:
-                raise w.error(f"is longer than one argument can be ({ARG_MAX_BYTES} bytes)")
-            out.append(word)
-        return tuple(out)
-    return parse
 
 
 def tmpfs(value: object, where: Where) -> str:
@@ -350,133 +300,6 @@ def sysctls(value: object, where: Where) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-def hostname(value: object, where: Where) -> str:
-    s = nonempty_string(value, where)
-    if len(s) > 64 or not _HOSTNAME.fullmatch(s):  # the kernel's HOST_NAME_MAX is 64
-        raise where.error(f"invalid host name {s!r}; expected letters, digits and '-' in "
-                          "labels of at most 63 separated by '.', 64 at most in all")
-    return s
-
-
-def ip_address(version: int | None = None) -> Parser:
-    def parse(value: object, where: Where) -> str:
-        s = nonempty_string(value, where)
-        try:
-            addr = ipaddress.ip_address(s)
-        except ValueError:
-            raise where.error(f"{s!r} is not an IP address") from None
-        if version and addr.version != version:
-            raise where.error(f"{s!r} is not an IPv{version} address")
-        if str(addr) != s:  # Docker compares addresses as text in places
-            raise where.error(f"write {s!r} as {str(addr)!r}")
-        return s
-    return parse
-
-
-def search_domain(value: object, where: Where) -> str:
-    s = nonempty_string(value, where)
-    if s != "." and not _HOSTNAME.fullmatch(s.removesuffix(".")):
-        raise where.error(f"invalid search domain {s!r}")
-    return s
-
-
-def add_hosts(value: object, where: Where) -> tuple[tuple[str, str], ...]:
-    """A table HOST = IP (or "host-gateway") for /etc/hosts: docker run --add-host."""
-    if not isinstance(value, dict):
-        raise where.error(f"expected a table of \"host.name\" = \"IP\", got {type_name(value)}")
-    out = []
-    for name, ip in value.items():
-        w = where.child(name)
-        if isinstance(ip, dict):
-            raise w.error("is a table, not an address", "quote a name that has dots: "
-                          "{ \"db.example.com\" = \"10.0.0.5\" }")
-        hostname(name, w)
-        addr = "host-gateway" if ip == "host-gateway" else ip_address()(ip, w)
-        out.append((name, addr))
-    return tuple(out)
-
-
-def _network_entry(value: object, where: Where) -> Network:
-    if isinstance(value, str):
-        return Network(network(value, where))
-    if not isinstance(value, dict):
-        raise where.error(f"expected a network name or a table {{ name, aliases, ip, ip6 }}, "
-                          f"got {type_name(value)}")
-    keys: dict[str, Parser] = {"name": network, "aliases": list_of(hostname),
-                               "ip": ip_address(4), "ip6": ip_address(6)}
-    parsed = {}
-    for k, v in value.items():
-        if k not in keys:
-            raise _unknown_name(k, tuple(keys), where.child(k), "key")
-        parsed[k] = keys[k](v, where.child(k))
-    if "name" not in parsed:
-        raise where.child("name").error("is required")
-    return Network(**parsed)
-
-
-def networks(value: object, where: Where) -> tuple[Network, ...]:
-    nets = list_of(one_word(_network_entry))(value, where)
-    seen = set()
-    for i, net in enumerate(nets):
-        w = where.child(i)
-        if net.name in seen:
-            raise w.error(f"network {net.name!r} is listed twice")
-        seen.add(net.name)
-        special = net.is_mode or net.name == DEFAULT_BRIDGE
-        if special and (net.aliases or net.ip or net.ip6):
-            raise w.error(f"{net.name!r} takes no aliases or fixed address: Docker allows "
-                          "them on user-defined networks only")
-        if net.is_mode and len(nets) > 1:
-            raise w.error(f"{net.name!r} is a network mode: it must be the only network")
-    return nets
-
-
-def labels(value: object, where: Where) -> tuple[tuple[str, str], ...]:
-    out = option_table("\"label\" = \"value\"", _LABEL_KEY)(value, where)
-    for name, _ in out:
-        if name.lower().startswith("pullunit."):
-            raise where.child(name).error(f"label {name!r}: pullunit.* labels are pullunit's "
-                                          "own (pullunit.app names the app)")
-    return tuple(out)
-
-
-def workdir(value: object, where: Where) -> str:
-    s = nonempty_string(value, where)
-    if not s.startswith("/"):
-        raise where.error(f"working directory {s!r} must be an absolute path")
-    return s
-
-
-def signal_number(name: str) -> int | None:
-    """The number of a signal as `docker run --stop-signal` takes it (SIGTERM, TERM, 15,
-    RTMIN+3), or None."""
-    if name.isdigit() and name.isascii():
-        return int(name) if 1 <= int(name) <= signal.SIGRTMAX else None
-    bare = name.upper().removeprefix("SIG")
-    for base in ("RTMIN", "RTMAX"):
-        if bare.startswith(base):
-            offset = bare[len(base):]
-            start = int(getattr(signal, f"SIG{base}"))
-            if not offset:
-                return start
-            if re.fullmatch(r"[+-][0-9]{1,2}", offset, re.ASCII):
-                n = start + int(offset)
-                return n if signal.SIGRTMIN <= n <= signal.SIGRTMAX else None
-            return None
-    try:
-        return int(signal.Signals[f"SIG{bare}"])
-    except KeyError:
-        return None
-
-
-def stop_signal(value: object, where: Where) -> str:
-    s = nonempty_string(value, where)
-    if signal_number(s) is None:
-        raise where.error(f"unknown signal {s!r}; expected e.g. \"SIGTERM\", \"SIGINT\" "
-                          "or a number")
-    return s
-
-
 SCHEMA: dict[str, Parser] = {
     # resources
     "memory": one_word(size(MIN_MEMORY)),
@@ -497,7 +320,7 @@ SCHEMA: dict[str, Parser] = {
     "no_new_privileges": boolean,
     "privileged": boolean,
     "devices": list_of(one_word(device)),
-    "group_add": list_of(group),
+    "group_add": list_of(one_word(group)),
     "sysctls": sysctls,
     # identity and network
     "hostname": hostname,
@@ -532,8 +355,8 @@ def check(values: dict[str, Any], where: Where) -> None:
     allowed = LOG_OPTS.get(driver)
     for name, _ in opts:
         if allowed is not None and name not in allowed + _ANY_DRIVER_OPTS:
-            raise _unknown_name(name, allowed + _ANY_DRIVER_OPTS,
-                                where.child("log_opts").child(name), f"{driver} log option")
+            raise unknown(name, [*allowed, *_ANY_DRIVER_OPTS],
+                          where.child("log_opts").child(name), f"{driver} log option")
     if "network" in values and "networks" in values:
         raise where.child("networks").error("run.network is set too; use one of them",
                                             "network = \"x\" is networks = [\"x\"]")

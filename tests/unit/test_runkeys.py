@@ -13,8 +13,9 @@ import pytest
 from pullunit.config import RunConfig, parse_app
 from pullunit.dockerflags import MANAGED, container_flags, managed_flag
 from pullunit.errors import ConfigError
+from pullunit.netkeys import Network, signal_number
 from pullunit.render import docker_run_argv
-from pullunit.runkeys import CAPABILITIES, SCHEMA, Network, Ulimit, signal_number, size_bytes
+from pullunit.runkeys import CAPABILITIES, SCHEMA, Ulimit, size_bytes
 from pullunit.unitfiles import generate
 
 from .conftest import assert_no_traceback, run_cli
@@ -365,3 +366,19 @@ def test_validate_warns_about_privileged_and_journald(config_dir: Path) -> None:
     path.write_text(BASE + "privileged = false\nlog_driver = 'local'\n")
     proc = run_cli("validate", path)
     assert (proc.returncode, proc.stderr) == (0, "")
+
+
+@pytest.mark.parametrize(("extra", "key"), [
+    (f"group_add = ['{'a' * 200_000}']", "run.group_add[0]"),
+    (f"networks = [{{ name = 'n', aliases = ['{'a.' * 200 + 'a'}'] }}]",
+     "run.networks[0].aliases[0]"),
+    (f"dns_search = ['{'a.' * 200 + 'a'}']", "run.dns_search[0]"),
+    (f"labels = {{ a = '{'x' * 140_000}' }}", "run.labels.a"),
+    (f"memory = '{'1' * 140_000}'", "run.memory"),
+    (f"tmpfs = ['/t:{'ro,' * 50_000}ro']", "run.tmpfs[0]"),
+])
+def test_sizes_are_bounded(extra: str, key: str, tmp_path: Path) -> None:
+    """No value can make a docker run word longer than the kernel takes (E2BIG at every
+    start) or a name longer than DNS allows."""
+    with pytest.raises(ConfigError, match=rf"{key.replace('[', '.').replace(']', '.')}: "):
+        run_of(extra, tmp_path)
