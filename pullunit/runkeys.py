@@ -12,9 +12,9 @@ passed to Docker as written.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
 from .configvalues import (
@@ -113,16 +113,19 @@ def _integer(value: object, where: Where, low: int, high: int = INT64_MAX) -> in
 
 
 def size_bytes(text: str) -> int | None:
-    """What Docker makes of a size string (go-units RAMInBytes), or None if it is not one."""
+    """What Docker makes of a size string (go-units RAMInBytes), or None if it is not one.
+    Integer arithmetic: no float rounding, and no int() of thousands of digits."""
     m = _SIZE.fullmatch(text)
     if not m:
         return None
-    try:
-        number = Decimal(m.group(1))
-    except InvalidOperation:
-        return None
+    whole, _, frac = m.group(1).partition(".")
+    whole = whole.lstrip("0") or "0"
+    if len(whole) > 30:
+        return INT64_MAX + 1  # far more than any size Docker takes
+    frac = frac[:30]
     power = " kmgtp".index(m.group(2).lower() or " ")
-    return int(number * 1024**power)
+    count: int = int(whole + frac) * 1024**power // 10 ** len(frac)
+    return count
 
 
 def size(minimum: int = 1, *, allow_unlimited: bool = False) -> Parser:
@@ -156,14 +159,19 @@ def cpus(value: object, where: Where) -> str:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise where.error(f"expected a number of CPUs, got {type_name(value)}")
     text = value if isinstance(value, str) else repr(value)
-    if isinstance(value, float) and "e" in text:
-        text = format(Decimal(text), "f")
+    out_of_range = where.error(f"must be between 0.01 and {MAX_CPUS}, got {text}")
+    if isinstance(value, float) and "e" in text and math.isfinite(value):
+        raise out_of_range  # repr() writes only below 1e-4 or from 1e16 with an exponent
     if not _DECIMAL.fullmatch(text):
         raise where.error(f"invalid number of CPUs {text!r}; expected e.g. 1.5")
-    amount = Decimal(text)
-    if not Decimal("0.01") <= amount <= MAX_CPUS:
-        raise where.error(f"must be between 0.01 and {MAX_CPUS}, got {text}")
-    if (amount * 10**9) % 1:
+    whole, _, frac = text.partition(".")
+    whole = whole.lstrip("0") or "0"
+    finer = len(frac.rstrip("0")) > 9
+    nano = int(whole) * 10**9 + int((frac + "0" * 9)[:9]) if len(whole) < 6 else None
+    if nano is None or not 10**7 <= nano <= MAX_CPUS * 10**9 or (
+            nano == MAX_CPUS * 10**9 and finer):
+        raise out_of_range
+    if finer:
         raise where.error(f"{text} is too precise; Docker takes CPUs in steps of 0.000000001")
     return text
 

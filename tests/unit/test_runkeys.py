@@ -382,3 +382,26 @@ def test_sizes_are_bounded(extra: str, key: str, tmp_path: Path) -> None:
     start) or a name longer than DNS allows."""
     with pytest.raises(ConfigError, match=rf"{key.replace('[', '.').replace(']', '.')}: "):
         run_of(extra, tmp_path)
+
+
+@pytest.mark.parametrize(("value", "ok"), [
+    ("0.01", True), ("1024", True), ("1024.000000000", True), ("0.000000001", False),
+    ("0.009999999", False), ("1024.000000001", False), ("1.1234567891", False),
+    ("0000001.5", True), ("1" * 5000, False), ("1." + "0" * 5000, True), ("1e2", False),
+    (1e-5, False), (1e20, False), (float("inf"), False), (0.5, True), (3, True),
+])
+def test_cpus_bounds_and_precision(value: object, ok: bool, tmp_path: Path) -> None:
+    toml = f"cpus = {value!r}" if not isinstance(value, float) else (
+        f"cpus = {'inf' if value == float('inf') else repr(value)}")
+    if ok:
+        assert run_of(toml, tmp_path).cpus == (value if isinstance(value, str) else repr(value))
+    else:
+        with pytest.raises(ConfigError, match=r"run\.cpus: "):
+            run_of(toml, tmp_path)
+
+
+def test_a_size_of_thousands_of_digits_is_an_error_not_a_crash(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"run\.memory: .* must be at least"):
+        run_of(f"memory = '{'9' * 5000}m'", tmp_path)
+    assert run_of(f"memory = '0000000000000000000000000000000000001.{'5' * 5000}g'",
+                  tmp_path).memory
