@@ -369,17 +369,17 @@ def check(values: dict[str, Any], where: Where) -> None:
         raise where.child("networks").error("run.network is set too; use one of them",
                                             "network = \"x\" is networks = [\"x\"]")
     nets = effective_networks(values)
-    if nets and nets[0].is_mode:
-        for key in ("hostname", "dns", "dns_search", "add_hosts"):
-            if key == "hostname" and nets[0].name == "none":
-                continue
+    if nets and nets[0].name.startswith("container:"):
+        # dockerd: "conflicting options: hostname and the network mode", and so on
+        for key in ("hostname", "dns", "dns_search", "add_hosts", "ports"):
             if values.get(key):
                 raise where.child(key).error(f"cannot be set with network {nets[0].name!r}: "
-                                             "the container shares that network's")
-        if nets[0].name == "host" and any(n.startswith("net.")
-                                          for n, _ in values.get("sysctls", ())):
-            raise where.child("sysctls").error("net.* sysctls cannot be set with network "
-                                               "\"host\": they would be the host's")
+                                             "the container shares that container's")
+    shared_netns = nets and (nets[0].name == "host" or nets[0].name.startswith("container:"))
+    if shared_netns and any(n.startswith("net.") for n, _ in values.get("sysctls", ())):
+        raise where.child("sysctls").error(
+            f"net.* sysctls cannot be set with network {nets[0].name!r}: the network "
+            "namespace is not the container's own")
 
 
 def _bytes(text: str) -> int:

@@ -100,7 +100,7 @@ BAD = [
         "run.sysctls.vm.swappiness: 'vm.swappiness' is not a sysctl a container has"),
     Bad("sysctl-net-with-host", BASE + "network = 'host'\n"
         "sysctls = { 'net.core.somaxconn' = 1024 }\n",
-        "run.sysctls: net.* sysctls cannot be set with network \"host\""),
+        "run.sysctls: net.* sysctls cannot be set with network 'host'"),
     Bad("sysctl-value-table", BASE + "sysctls = { 'net.core.somaxconn' = { a = 1 } }\n",
         "run.sysctls.net.core.somaxconn: is a table, not a value"),
     Bad("sysctl-unquoted-dots", BASE + "sysctls = { net.core.somaxconn = 1 }\n",
@@ -114,8 +114,10 @@ BAD = [
         "run.hostname: invalid host name 'web_1'"),
     Bad("hostname-too-long", BASE + "hostname = '" + "a." * 32 + "a'\n",
         "run.hostname: invalid host name"),
-    Bad("hostname-with-host-network", BASE + "network = 'host'\nhostname = 'x'\n",
-        "run.hostname: cannot be set with network 'host'"),
+    Bad("hostname-with-container-network", BASE + "network = 'container:db'\nhostname = 'x'\n",
+        "run.hostname: cannot be set with network 'container:db'"),
+    Bad("ports-with-container-network", BASE + "ports = ['80']\nnetworks = ['container:db']\n",
+        "run.ports: cannot be set with network 'container:db'"),
     Bad("dns-not-ip", BASE + "dns = ['dns.example.com']\n",
         "run.dns[0]: 'dns.example.com' is not an IP address"),
     Bad("dns-search-bad", BASE + "dns_search = ['a..b']\n",
@@ -266,6 +268,14 @@ def test_defaults_add_only_the_log_driver(tmp_path: Path) -> None:
     run = run_of("", tmp_path)
     assert container_flags(run) == ["--log-driver", "none"]
     assert run.networks == () and run.log_driver is None
+
+
+def test_host_network_takes_hostname_dns_and_hosts(tmp_path: Path) -> None:
+    """Checked with dockerd 20.10: only a container: network refuses these."""
+    run = run_of("network = 'host'\nhostname = 'h'\ndns = ['10.0.0.2']\n"
+                 "dns_search = ['a.b']\nadd_hosts = { a = '10.0.0.1' }\n"
+                 "sysctls = { 'kernel.shmmax' = 1 }", tmp_path)
+    assert (run.hostname, run.dns, run.add_hosts) == ("h", ("10.0.0.2",), (("a", "10.0.0.1"),))
 
 
 def test_network_is_the_short_form_of_networks(tmp_path: Path) -> None:
