@@ -132,6 +132,16 @@ def test_every_container_key_reaches_docker(pu: Machine, registries: Any,
     assert seen[:3] == ["80", "keys-e2e", "1024"], seen
     assert "read-only" in "\n".join(seen[3:]), seen
 
+    # With a log driver of its own, Docker keeps a copy (docker logs reads it) and the
+    # attached client still copies the output into the unit's journal: with "journald"
+    # both would be in the journal, which validate points out.
+    pu.wait_for(lambda: "READY-MARKER" in pu.journal(app.run_unit), 10, 0.2,
+                "the container's output in the unit's journal")
+    logs = rh.docker("logs", app.container)
+    assert "READY-MARKER" in logs.stdout + logs.stderr
+    warned = pu.run(["pullunit", "validate", app.config_path], check=False).stderr
+    assert warned == ""
+
     # pullunit status: the effective limits of the running container.
     _, doc = app.status_json(app.name)
     (entry,) = doc["apps"]
