@@ -69,7 +69,7 @@ def option_table(what: str, key_pattern: re.Pattern[str] = _OPTION_KEY) -> Parse
             if isinstance(v, dict):  # what TOML makes of an unquoted net.core.x = 1
                 raise w.error("is a table, not a value", "quote a name that has dots: "
                               "{ \"net.core.somaxconn\" = 1024 }")
-            if not key_pattern.fullmatch(name):
+            if not key_pattern.fullmatch(string(name, w)):  # string(): no control chars
                 raise w.error(f"invalid name {name!r}")
             word = (name, _text_word(v, w))
             if len("=".join(word).encode()) > ARG_MAX_BYTES:

@@ -47,7 +47,8 @@ env_names = st.builds(lambda head, tail: head + tail,
 # The container keys: label names (valid and not), and sizes, by the documented rules.
 LABEL_NAMES = {"a": True, "com.example.x-y_z": True, "%n": True, "$X": True, "${X}": True,
                "é☃": True, "\\;": True, '"q"': True, "a b": False, "a=b": False, "": False,
-               "pullunit.app": False, "PULLUNIT.x": False, "a\u00a0b": False}
+               "pullunit.app": False, "PULLUNIT.x": False, "a\u00a0b": False,
+               "a\x1bb": False, "a\x7f": False, "\ufffe": False, "\u2028": False}
 SIZES = {"512m": True, "1.5GiB": True, "6291456": True, "100k": False, "1e9": False,
          "512 m": False, "%n": False, "-1": False, "1g\n": False, "\u0665m": False}
 app_specs = st.fixed_dictionaries({

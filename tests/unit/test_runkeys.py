@@ -14,6 +14,7 @@ from pullunit.config import RunConfig, parse_app
 from pullunit.dockerflags import MANAGED, container_flags, managed_flag
 from pullunit.errors import ConfigError
 from pullunit.netkeys import Network, signal_number
+from pullunit.printable import printable
 from pullunit.render import docker_run_argv
 from pullunit.runkeys import CAPABILITIES, SCHEMA, Ulimit, size_bytes
 from pullunit.unitfiles import generate
@@ -153,6 +154,8 @@ BAD = [
         "run.labels.PullUnit.x: label 'PullUnit.x': pullunit.* labels"),
     Bad("labels-space-in-key", BASE + "labels = { 'a b' = 'y' }\n",
         "run.labels.a b: invalid name 'a b'"),
+    Bad("labels-escape-in-key", BASE + "labels = { \"a\\u001b[2J\" = 'y' }\n",
+        "run.labels.a\\x1b[2J: value 'a\\x1b[2J' contains control character '\\x1b'"),
     Bad("labels-newline-value", BASE + "labels = { a = \"x\\ny\" }\n",
         "run.labels.a: value 'x\\ny' contains control character '\\n'"),
     Bad("workdir-relative", BASE + "workdir = 'srv'\n",
@@ -200,7 +203,9 @@ def test_a_bad_key_costs_only_its_own_app(config_dir: Path, output_dir: Path,
     assert len(result.errors) == len(bad)
     for error in result.errors:
         name = Path(error.message.split(": ", 1)[0]).stem
-        assert error.message.startswith(f"{config_dir / name}.toml: {bad[name].expected}")
+        # as the CLI shows it: a key with control characters is written escaped
+        shown = printable(error.message)
+        assert shown.startswith(f"{config_dir / name}.toml: {bad[name].expected}"), shown
 
 
 # --- what good values become -------------------------------------------------------------
