@@ -228,8 +228,26 @@ def render_app(app: AppConfig, env: jinja2.Environment, config_dir: Path,
         if not text.endswith("\n"):
             text += "\n"
         check_line_lengths(app, name, text)
+        if template == RUN_TEMPLATE:
+            _check_creates(app, ctx, text, env)
         units.append(UnitFile(name, text))
     return units
+
+
+def _check_creates(app: AppConfig, ctx: dict[str, object], text: str,
+                   env: jinja2.Environment) -> None:
+    """With several networks ExecStart= only starts the container that ExecStartPre=
+    created: a run template (an admin's older override) without create_execs would give
+    a unit that can never start."""
+    creates = ctx["create_execs"]
+    assert isinstance(creates, list)
+    lines = text.split("\n")
+    if any(f"ExecStartPre={c}" not in lines for c in creates):
+        source = env.get_template(RUN_TEMPLATE).filename
+        raise ConfigError(
+            f"{app.path}: run.networks: {len(app.run.networks)} networks need the run unit to "
+            f"create the container first, but the template {source} does not render "
+            "create_execs", "add the create_execs loop of the shipped run.service.j2")
 
 
 def check_line_lengths(app: AppConfig, unit: str, text: str) -> None:

@@ -15,6 +15,7 @@ import pytest
 
 from pullunit import paths
 from pullunit.config import DEFAULT_CONFIG_DIR, AppConfig, parse_app
+from pullunit.errors import ConfigError
 from pullunit.render import (
     IMAGE_VARIABLE,
     UnitFile,
@@ -203,3 +204,21 @@ def test_gate_is_rendered_unless_disabled(tmp_path: Path) -> None:
     assert "ExecStartPost" not in run and "NotifyAccess" not in run
     assert "TimeoutStartSec" not in run
     assert '--health-cmd "exec /bin/check"' in run  # Docker still runs the check
+
+
+def test_an_override_without_create_execs_is_refused_for_several_networks(
+        tmp_path: Path) -> None:
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "run.service.j2").write_text(
+        "{{ marker }}\n[Unit]\nDescription={{ description }}\n[Service]\n"
+        "ExecStart={{ run_exec }}\n")
+    env = make_environment(tmp_path)
+    one = parse_app("a", tomllib.loads('[image]\nref = "a:1"\n[run]\nnetworks = ["n1"]\n'),
+                    tmp_path / "a.toml")
+    assert "docker run" in render_app(one, env, tmp_path, EXECUTABLE)[1].text
+    two = parse_app("b", tomllib.loads('[image]\nref = "a:1"\n[run]\n'
+                                       'networks = ["n1", "n2"]\n'), tmp_path / "b.toml")
+    with pytest.raises(ConfigError, match=r"b\.toml: run\.networks: 2 networks need the run "
+                       r"unit to create the container first, but the template .*"
+                       r"templates/run\.service\.j2 does not render create_execs"):
+        render_app(two, env, tmp_path, EXECUTABLE)
