@@ -28,7 +28,6 @@ from .configvalues import (
     boolean,
     container_name,
     description,
-    docker_arg,
     docker_duration,
     duration,
     env_table,
@@ -51,11 +50,16 @@ from .configvalues import (
     user,
     volume,
 )
+from .dockerflags import docker_args
 from .dropins import Merged, source_of
 from .dropins import load as load_dropins
 from .errors import ConfigError
 from .mirrors import endpoint_list
+from .netkeys import Network
 from .reference import ImageRef
+from .runkeys import SCHEMA as CONTAINER_KEYS
+from .runkeys import Ulimit, effective_networks
+from .runkeys import check as check_container_keys
 
 DEFAULT_CONFIG_DIR = Path("/etc/pullunit")
 LOCK_SUFFIX = ".lock.toml"
@@ -147,6 +151,34 @@ class RunConfig:
     restart_sec: float = 5.0
     stop_timeout: float = 30.0
     secrets: tuple[Secret, ...] = ()
+    # The container keys (runkeys.py); None or empty: Docker's default, as if not given.
+    memory: str | None = None
+    memory_swap: str | None = None
+    cpus: str | None = None
+    pids_limit: int | None = None
+    shm_size: str | None = None
+    ulimits: tuple[Ulimit, ...] = ()
+    log_driver: str | None = None  # None: "none", the unit's journal holds the output
+    log_opts: tuple[tuple[str, str], ...] = ()
+    read_only: bool = False
+    tmpfs: tuple[str, ...] = ()
+    cap_add: tuple[str, ...] = ()
+    cap_drop: tuple[str, ...] = ()
+    security_opt: tuple[str, ...] = ()
+    no_new_privileges: bool | None = None
+    privileged: bool = False
+    devices: tuple[str, ...] = ()
+    group_add: tuple[str, ...] = ()
+    sysctls: tuple[tuple[str, str], ...] = ()
+    hostname: str | None = None
+    dns: tuple[str, ...] = ()
+    dns_search: tuple[str, ...] = ()
+    add_hosts: tuple[tuple[str, str], ...] = ()
+    networks: tuple[Network, ...] = ()  # run.network, when set, is its only entry
+    labels: tuple[tuple[str, str], ...] = ()
+    workdir: str | None = None
+    init: bool | None = None
+    stop_signal: str | None = None
 
 
 @dataclass(frozen=True)
@@ -214,11 +246,6 @@ class AppConfig:
         return self.unit.description or f"{self.name} container ({self.image.ref})"
 
 
-# docker run flags [health] sets; passing them in run.docker_args too would conflict.
-_HEALTH_FLAGS = ("--health-cmd", "--health-interval", "--health-timeout", "--health-retries",
-                 "--health-start-period", "--no-healthcheck")
-
-
 # key -> (parser, dataclass field). Order is the documented order.
 _SCHEMA: dict[str, dict[str, Parser]] = {
     "image": {
@@ -252,11 +279,12 @@ _SCHEMA: dict[str, dict[str, Parser]] = {
         "volumes": list_of(one_word(volume)),
         "network": one_word(network),
         "user": one_word(user),
-        "docker_args": list_of(one_word(docker_arg)),
+        "docker_args": docker_args,
         "restart": one_of(Restart),
         "restart_sec": duration(),
         "stop_timeout": duration(),
         "secrets": secrets_table,
+        **CONTAINER_KEYS,
     },
     "unit": {
         "description": description,
@@ -336,12 +364,14 @@ def parse_app(name: str, data: Mapping[str, Any], path: Path, *,
             raise root.child("run").child("name").error(
                 f"is required: the app name {name!r} is not a valid container name")
         run_values["name"] = name
+    check_container_keys(run_values, root.child("run"))
+    run_values["networks"] = effective_networks(run_values)
     run = RunConfig(**run_values)
     check_volumes(run.secrets, run.volumes, root.child("run"))
     image = ImageConfig(**tables["image"])
     health = HealthConfig(**tables["health"])
     update = UpdateConfig(**tables["update"])
-    _check_health(health, run, root)
+    _check_health(health, root)
     _check_update(update, image, health, root.child("update"))
     return AppConfig(
         name=name,
@@ -357,18 +387,12 @@ def parse_app(name: str, data: Mapping[str, Any], path: Path, *,
     )
 
 
-def _check_health(health: HealthConfig, run: RunConfig, root: Where) -> None:
+def _check_health(health: HealthConfig, root: Where) -> None:
     if (health.interval is not None and health.enabled
             and health.start_timeout <= health.interval):
         raise root.child("health").child("start_timeout").error(
             "must be longer than health.interval: Docker runs the first check one interval "
             "after the container starts")
-    if health.docker_options:
-        for i, arg in enumerate(run.docker_args):
-            if arg.split("=", 1)[0] in _HEALTH_FLAGS:
-                raise root.child("run").child("docker_args").child(i).error(
-                    f"{arg.split('=', 1)[0]!r} conflicts with the [health] table",
-                    "set the healthcheck in [health] only")
 
 
 def _check_update(update: UpdateConfig, image: ImageConfig, health: HealthConfig,

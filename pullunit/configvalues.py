@@ -48,10 +48,6 @@ _PORT_SPEC = re.compile(
     r"(?:(?P<host>[0-9]{1,5}(?:-[0-9]{1,5})?)?:)?"
     r"(?P<container>[0-9]{1,5}(?:-[0-9]{1,5})?)(?:/(?P<proto>tcp|udp|sctp))?", re.ASCII
 )
-# docker run flags that would break the contract of the run unit: it must stay in the
-# foreground, be named as the unit expects, and never pull.
-_FORBIDDEN_DOCKER_ARGS = ("--pull", "--name", "-d", "--detach", "--rm")
-
 T = TypeVar("T")
 
 
@@ -291,30 +287,6 @@ def user(value: object, where: Where) -> str:
     s = nonempty_string(value, where)
     if not _USER.fullmatch(s):
         raise where.error(f"invalid user {s!r}; expected USER, UID, USER:GROUP or UID:GID")
-    return s
-
-
-def _short_flags_detach(arg: str) -> bool:
-    """-dit, -td ...: combined short flags that include -d (only boolean flags combine)."""
-    if not arg.startswith("-") or arg.startswith("--") or len(arg) < 2:
-        return False
-    for letter in arg[1:]:
-        if letter == "d":
-            return True
-        if letter not in "itPq":
-            return False
-    return False
-
-
-def docker_arg(value: object, where: Where) -> str:
-    s = string(value, where)
-    flag = s.split("=", 1)[0]
-    if _short_flags_detach(s):
-        flag = "-d"
-    if flag in _FORBIDDEN_DOCKER_ARGS:
-        raise where.error(f"{flag!r} is managed by pullunit and cannot be passed in docker_args",
-                          "the run unit never pulls, always runs in the foreground, and names "
-                          "the container from run.name")
     return s
 
 
