@@ -99,6 +99,8 @@ class Puller:
         self.engine: Engine | None = None  # enginelib.connect(), when first needed
         self.creds: Credentials | None = None
         self.cred_helper: str | None = None  # a credential helper that failed
+        self.cred_source: str | None = None  # the config key that names it
+        self.corrupt_retried = False  # a corrupt blob gets one fresh pull per run
         self.cut_by: str | None = None  # the clock that ended the last attempt, if any
         self.last_failure: Failure | None = None  # the last one not made by a clock
         # `deadline` counts from `started` when the caller began earlier (it waited for
@@ -175,7 +177,7 @@ class Puller:
                                     "locally and image.policy is \"never\"")
         self.attempts += 1
         cutoff = self._cutoff(self._rules(prefetch).effective_deadline, can_fall_back)
-        image = self._accept(self._pull_once(cutoff))
+        image = self._accept(self._pull_fresh(cutoff))
         return self._prefetched(image) if prefetch else self._ready(image, Source.PULLED)
 
     # -- fallback: a known-good image keeps the app running --------------------------
@@ -250,9 +252,9 @@ class Puller:
                     self.ref, self.app.image.auth_file,
                     helper_timeout=max(0.0, min(credentials.HELPER_TIMEOUT, left)))
             except credentials.HelperFailed as e:
-                self.cred_helper = e.helper
+                self.cred_helper, self.cred_source = e.helper, e.where
                 raise
-            self.cred_helper = None
+            self.cred_helper = self.cred_source = None
         return self.creds
 
     def _cutoff(self, deadline: float, can_fall_back: bool) -> Cutoff:
@@ -263,6 +265,37 @@ class Puller:
         if can_fall_back and self.clock() < refresh < self.start + deadline:
             return Cutoff(refresh, "pull.refresh_timeout")
         return Cutoff(self.start + deadline, "pull.deadline")
+
+    def _pull_fresh(self, cutoff: Cutoff) -> LocalImage:
+        """A pull; when a blob comes corrupt (its bytes do not match its digest, or it
+        does not unpack), what the pull could have left under the ref goes and the image
+        is pulled once more from scratch within the same cutoff (field guide 9.3). Once
+        per run: corrupt again is `corrupt`, permanent. The daemon does not retry such a
+        blob itself, and drops the layers it had registered for the failed pull."""
+        try:
+            return self._pull_once(cutoff)
+        except PullFailed as e:
+            if e.failure.cls is not FailureClass.CORRUPT or self.corrupt_retried:
+                raise
+            self.corrupt_retried = True
+            log.warning("pull of %s: %s; removing what the pull left and pulling once more "
+                        "from scratch", self.ref, e.failure.message)
+        self._remove_partial()
+        self.attempts += 1
+        return self._pull_once(cutoff)
+
+    def _remove_partial(self) -> None:
+        """Untag the ref (removing its image when nothing else names it, as 'docker
+        image rm' does) unless the image is one of the app's known-good images
+        (current, prefetched, history): those passed their checks and may be needed
+        for a fallback. Dangling layers are the daemon's to collect."""
+        local = self._find_local()
+        st = self.state
+        good = {e.image_id for e in (st.prefetched, st.current, *st.history) if e is not None}
+        if local is not None and local.id not in good:
+            name = enginelib.local_name(self.ref)
+            log.info("removing %s (%s) before pulling it again", name, local.id[:19])
+            self._engine().release(name)
 
     def _pull_once(self, cutoff: Cutoff | None = None) -> LocalImage:
         """One attempt. Every wait in it (credential helper, the daemon, the registry
@@ -439,7 +472,7 @@ class Puller:
         from .hints import HintContext
 
         data_root = free = None
-        if cls is FailureClass.DISK_FULL and self.engine is not None:
+        if cls in (FailureClass.DISK_FULL, FailureClass.CORRUPT) and self.engine is not None:
             try:
                 data_root = self.engine.data_root()
                 st = os.statvfs(data_root)
@@ -452,7 +485,8 @@ class Puller:
                            auth_file_configured=self.app.image.auth_file is not None,
                            running_as_root=os.geteuid() == 0, data_root=data_root,
                            free_bytes=free, platform=self.app.image.platform,
-                           credential_helper=self.cred_helper, cut_by=self.cut_by)
+                           credential_helper=self.cred_helper,
+                           credential_source=self.cred_source, cut_by=self.cut_by)
 
 
 def _short(text: str, limit: int = 160) -> str:

@@ -71,9 +71,10 @@ def credentials(ctx: Context) -> Check:
                      "the docker credential helper (credsStore/credHelpers) did not "
                      "answer: check it with 'docker-credential-NAME list'")
     except HelperFailed as e:
+        # the same class and fix as the pull unit's (hints.fix_for)
         return Check("credentials", Status.FAIL, e.message,
-                     f"check the credential helper: 'docker-credential-{e.helper} list'"
-                     if e.helper else "check the docker credential helper")
+                     ctx.hint(FailureClass.CREDENTIALS, credential_helper=e.helper,
+                              credential_source=e.where or None))
     except PullunitError as e:
         return Check("credentials", Status.FAIL, e.message,
                      "image.auth_file must be a readable docker config.json "

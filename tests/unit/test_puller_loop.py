@@ -56,6 +56,7 @@ class Engine:
         self.images: dict[str, LocalImage] = {}
         self.daemon_platform = "linux/amd64"
         self.platform_asked = 0
+        self.released: list[str] = []
 
     def add(self, img: LocalImage) -> None:
         self.images[img.id] = img
@@ -67,6 +68,10 @@ class Engine:
     def platform(self) -> str:
         self.platform_asked += 1
         return self.daemon_platform
+
+    def release(self, name: str) -> None:
+        self.released.append(name)
+        self.images.pop(name, None)
 
 
 Script = list[FailureClass | LocalImage]
@@ -316,3 +321,46 @@ def test_the_loop_never_reads_the_real_clock(bed: Bed,
     monkeypatch.setattr(time, "sleep", lambda s: sleeps.append(s))  # type: ignore[arg-type]
     bed.puller([U, U, image(1)]).run()
     assert bed.clock.sleeps == [1.0, 2.0] and sleeps == []
+
+
+# --- a corrupt blob: removed, pulled once more from scratch, then `corrupt` (issue 10) ---
+
+C = FailureClass.CORRUPT
+
+
+def test_a_corrupt_blob_is_pulled_once_more_at_once_and_can_succeed(bed: Bed) -> None:
+    out = bed.puller([C, image(1)], policy="always").run()
+    assert (out.source, out.attempts, bed.pulls) == (Source.PULLED, 2, 2)
+    assert bed.clock.sleeps == []  # from scratch at once: not a backoff
+    assert bed.engine.released == []  # nothing was under the ref
+
+
+def test_corrupt_twice_gives_up_with_its_own_code(bed: Bed) -> None:
+    with pytest.raises(GaveUp) as e:
+        bed.puller([C, C, image(1)]).run()
+    assert e.value.failure.cls is C and e.value.attempts == 2 and bed.pulls == 2
+    assert int(e.value.exit_code) == 72 and bed.clock.sleeps == []
+    assert bed.state()["last_failure"]["cls"] == "corrupt"  # type: ignore[index]
+
+
+def test_corrupt_removes_an_unknown_image_under_the_ref_before_pulling_again(
+        bed: Bed) -> None:
+    bed.engine.add(image(7))  # tagged under the ref, not one of the app's images
+    out = bed.puller([C, image(1)], policy="always").run()
+    assert bed.engine.released == [REF] and out.attempts == 2
+
+
+def test_corrupt_keeps_a_known_good_image_under_the_ref(bed: Bed) -> None:
+    """The app's own good image under the ref is not removed, and under policy "always"
+    the second corruption (permanent) falls back to it."""
+    bed.good(3)
+    bed.engine.add(image(3))
+    out = bed.puller([C, C], policy="always").run()
+    assert bed.engine.released == [] and bed.pulls == 2
+    assert out.source is Source.FALLBACK and out.reference == run_ref(3)
+
+
+def test_one_fresh_pull_per_run(bed: Bed) -> None:
+    """retry_permanent: later corrupt attempts are retried by the loop, not doubled."""
+    out = bed.puller([C, C, C, image(1)], retry_permanent="true").run()
+    assert bed.pulls == 4 and out.attempts == 4 and bed.clock.sleeps == [1.0, 2.0]
