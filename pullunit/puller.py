@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from .dockerapi import Api
     from .hints import HintContext
     from .pullstream import Progress
+    from .ratelimit import RateLimit
 
 T = TypeVar("T")
 log = logging.getLogger("pullunit")
@@ -101,6 +102,9 @@ class Puller:
         self.cred_helper: str | None = None  # a credential helper that failed
         self.cred_source: str | None = None  # the config key that names it
         self.corrupt_retried = False  # a corrupt blob gets one fresh pull per run
+        # Retry-After (seconds) of the registry's answer to the quota HEAD after the
+        # last 429, None without one: for the retry loop to honour
+        self.retry_after: float | None = None
         self.cut_by: str | None = None  # the clock that ended the last attempt, if any
         self.last_failure: Failure | None = None  # the last one not made by a clock
         # `deadline` counts from `started` when the caller began earlier (it waited for
@@ -271,18 +275,53 @@ class Puller:
         does not unpack), what the pull could have left under the ref goes and the image
         is pulled once more from scratch within the same cutoff (field guide 9.3). Once
         per run: corrupt again is `corrupt`, permanent. The daemon does not retry such a
-        blob itself, and drops the layers it had registered for the failed pull."""
+        blob itself, and drops the layers it had registered for the failed pull.
+        A 429 gets the registry's own numbers added (`_with_quota`)."""
         try:
+            try:
+                return self._pull_once(cutoff)
+            except PullFailed as e:
+                if e.failure.cls is not FailureClass.CORRUPT or self.corrupt_retried:
+                    raise
+                self.corrupt_retried = True
+                log.warning("pull of %s: %s; removing what the pull left and pulling once "
+                            "more from scratch", self.ref, e.failure.message)
+            self._remove_partial()
+            self.attempts += 1
             return self._pull_once(cutoff)
         except PullFailed as e:
-            if e.failure.cls is not FailureClass.CORRUPT or self.corrupt_retried:
-                raise
-            self.corrupt_retried = True
-            log.warning("pull of %s: %s; removing what the pull left and pulling once more "
-                        "from scratch", self.ref, e.failure.message)
-        self._remove_partial()
-        self.attempts += 1
-        return self._pull_once(cutoff)
+            if e.failure.cls is FailureClass.RATE_LIMITED:
+                raise self._with_quota(e, cutoff) from None
+            raise
+
+    def _with_quota(self, e: PullFailed, cutoff: Cutoff) -> PullFailed:
+        """A 429: the daemon does not pass on the registry's quota headers, so one manifest
+        HEAD of our own (not counted as a pull by Docker Hub), with the pull's
+        credentials, within QUOTA_TIMEOUT and what is left of the attempt, reads them.
+        Their numbers go into the failure's message (so the log line, STATUS= and the
+        state say "N of M pulls left in the window ..."); a Retry-After is kept in
+        `self.retry_after` for the retry loop. Nothing is added when the registry sends
+        no quota or cannot be asked."""
+        from .regclient import QUOTA_TIMEOUT
+
+        self.retry_after = None
+        left = min(QUOTA_TIMEOUT, cutoff.at - self.clock())
+        if left < 0.2:
+            return e
+        quota = self._quota(left)
+        if quota is None:
+            return e
+        self.retry_after = quota.retry_after
+        said = quota.describe() if quota.known else f"Retry-After {human(quota.retry_after or 0)}"
+        return PullFailed(Failure(e.failure.cls, f"{self.ref.registry}: {said}; "
+                                                 f"{e.failure.message}"), e.hint)
+
+    def _quota(self, timeout: float) -> RateLimit | None:
+        """The registry's quota, asked directly (the edge: regclient)."""
+        from .regclient import quota_after_429
+
+        auth = self.creds.auth.as_dict() if self.creds and self.creds.auth else {}
+        return quota_after_429(self.ref, auth, timeout)
 
     def _remove_partial(self) -> None:
         """Untag the ref (removing its image when nothing else names it, as 'docker

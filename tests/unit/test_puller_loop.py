@@ -18,6 +18,7 @@ from pullunit.classify import FailureClass, PullFailed
 from pullunit.config import load_app
 from pullunit.engine import LocalImage
 from pullunit.puller import GaveUp, Outcome, Puller, Source
+from pullunit.ratelimit import RateLimit
 from pullunit.retry import PREFETCH_DEADLINE
 
 REPO = "registry.test:5000/team/web"
@@ -83,6 +84,12 @@ class Bed:
         self.clock = Clock()
         self.engine = Engine()
         self.pulls = 0
+        self.quotas: list[RateLimit | None] = []  # what the registry says after each 429
+        self.quota_asked: list[float] = []
+
+    def quota(self, timeout: float) -> RateLimit | None:
+        self.quota_asked.append(timeout)
+        return self.quotas.pop(0) if self.quotas else None
 
     def app(self, policy: str, pull: dict[str, str], image_keys: str = "") -> Path:
         path = self.root / "web.toml"
@@ -111,6 +118,7 @@ class Bed:
             raise AssertionError("the loop needs no docker-py here")
 
         p._pull_once = pull_once  # type: ignore[method-assign]
+        p._quota = self.quota  # type: ignore[method-assign]
         p._engine = lambda: self.engine  # type: ignore[method-assign]
         p._api = no_api  # type: ignore[method-assign]
         return p
@@ -364,3 +372,32 @@ def test_one_fresh_pull_per_run(bed: Bed) -> None:
     """retry_permanent: later corrupt attempts are retried by the loop, not doubled."""
     out = bed.puller([C, C, C, image(1)], retry_permanent="true").run()
     assert bed.pulls == 4 and out.attempts == 4 and bed.clock.sleeps == [1.0, 2.0]
+
+
+# --- a 429: the registry's own quota, read with one HEAD, goes into the failure ---
+
+
+def test_a_429_says_the_registrys_quota_and_keeps_its_retry_after(bed: Bed) -> None:
+    bed.quotas = [RateLimit(limit=100, remaining=0, window=21600, retry_after=120.0)]
+    p = bed.puller([R, image(1)], rate_limit_delay='"30s"')
+    p.run()
+    assert len(bed.quota_asked) == 1 and 0 < bed.quota_asked[0] <= 3.0
+    failure = bed.state()["failures"][0]  # type: ignore[index]
+    assert failure["cls"] == "rate_limited"
+    assert failure["message"].startswith(
+        "registry.test:5000: 0 of 100 pulls left in the window (6h, rolling)")
+    assert "Retry-After 2min" in failure["message"]
+    assert "scripted rate_limited" in failure["message"]
+    assert p.retry_after == 120.0
+
+
+def test_a_429_without_a_quota_keeps_the_daemons_words(bed: Bed) -> None:
+    p = bed.puller([R, image(1)])
+    p.run()
+    assert bed.state()["failures"][0]["message"] == "scripted rate_limited"  # type: ignore[index]
+    assert p.retry_after is None and len(bed.quota_asked) == 1
+
+
+def test_no_quota_lookup_for_other_classes(bed: Bed) -> None:
+    bed.puller([U, image(1)]).run()
+    assert bed.quota_asked == []
