@@ -159,7 +159,9 @@ class Session:
         for _ in range(redirects + 1):
             u = urllib.parse.urlsplit(url)
             scheme, host = u.scheme or self.endpoint.scheme, u.hostname or self.endpoint.host
-            port = u.port or (443 if scheme == "https" else 80)
+            # a relative URL is the registry's own: its port too
+            port = u.port or (self.endpoint.port if not u.hostname
+                              else 443 if scheme == "https" else 80)
             path = (u.path or "/") + (f"?{u.query}" if u.query else "")
             ep = self._endpoint_for(scheme, host, port, deadline)
             r = request(ep, method, path, headers, deadline,
@@ -185,7 +187,9 @@ class Session:
         for _ in range(4):
             u = urllib.parse.urlsplit(url)
             scheme, host = u.scheme or self.endpoint.scheme, u.hostname or self.endpoint.host
-            port = u.port or (443 if scheme == "https" else 80)
+            # a relative URL is the registry's own: its port too
+            port = u.port or (self.endpoint.port if not u.hostname
+                              else 443 if scheme == "https" else 80)
             path = (u.path or "/") + (f"?{u.query}" if u.query else "")
             ep = self._endpoint_for(scheme, host, port, deadline)
             r = download_once(ep, path, headers, deadline, want, stall)

@@ -56,6 +56,7 @@ CHECKLIST = (
     Step("proxy_path", path.proxy_path, needs=("reference",)),
     Step("blob", path.blob, needs=("manifest",)),
     Step("daemon_log", journal.daemon_log, needs=("reference",)),
+    Step("rate_limit", registry.rate_limit, needs=("registry_api", "credentials")),
 )
 CHECKS = tuple(step.id for step in CHECKLIST)
 
