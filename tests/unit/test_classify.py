@@ -197,3 +197,36 @@ def test_a_failure_message_has_no_raw_terminal_control() -> None:
     f = PullFailed.of(C.NOT_FOUND, "not found: \x1b]0;owned\x07\x1b[2J gone").failure
     assert f.message == "not found: \\x1b]0;owned\\x07\\x1b[2J gone"
     assert f.message.isprintable()
+
+
+def test_the_fix_for_a_failing_credential_helper_names_it_and_its_config() -> None:
+    """Issue 10: not "access denied, run docker login", but this host's helper."""
+    from pathlib import Path
+
+    from pullunit.hints import HintContext, fix_for
+    from pullunit.reference import parse_reference
+
+    ctx = HintContext(ref=parse_reference("registry.example.com/team/app:1"),
+                      config_path=Path("/root/.docker/config.json"),
+                      credential_helper="docker-credential-pass",
+                      credential_source="credsStore in /root/.docker/config.json")
+    fix = fix_for(C.CREDENTIALS, ctx)
+    assert fix.startswith("this host's credential helper docker-credential-pass (credsStore "
+                          "in /root/.docker/config.json) must answer without a prompt")
+    assert "'echo registry.example.com | docker-credential-pass get'" in fix
+    assert "docker login" not in fix and "rejected" not in fix
+    hub = HintContext(ref=parse_reference("alpine:3"), credential_helper="docker-credential-x")
+    assert "'echo https://index.docker.io/v1/ | docker-credential-x get'" in fix_for(
+        C.CREDENTIALS, hub)
+
+
+def test_the_fix_for_a_corrupt_layer_is_the_field_guides() -> None:
+    from pullunit.hints import HintContext, fix_for
+    from pullunit.reference import parse_reference
+
+    ref = parse_reference("registry.example.com/team/app:1")
+    fix = fix_for(C.CORRUPT, HintContext(ref=ref, data_root="/srv/docker"))
+    for part in ("twice", "/srv/docker", "dmesg -T | tail -n 200", "smartctl -a",
+                 "docker image rm -f registry.example.com/team/app:1",
+                 "https://registry.example.com/v2/"):
+        assert part in fix, part

@@ -121,3 +121,50 @@ def test_partial_quotas_describe_what_is_known() -> None:
     assert RateLimit(remaining=3).describe() == "3 pulls left in the window"
     assert RateLimit(limit=100, window=60).describe() == \
         "a limit of 100 pulls in the window (1min, rolling)"
+
+
+# --- doctor's verdict on a quota (pullunit/doctor/verdicts.py) -------------------------
+
+def _verdict(status: int, quota: RateLimit, hub: bool = False,
+             anonymous: bool = False) -> tuple[str, str, str]:
+    from pullunit.doctor.verdicts import rate_limit_verdict
+
+    s, detail, hint = rate_limit_verdict(status, quota, hub, anonymous)
+    return str(s), detail, hint
+
+
+HUB_76 = RateLimit(limit=100, remaining=76, window=21600, source="203.0.113.7")
+
+
+def test_verdict_plenty_left_passes() -> None:
+    assert _verdict(200, HUB_76) == (
+        "pass", "76 of 100 pulls left in the window (6h, rolling), counted for 203.0.113.7", "")
+
+
+def test_verdict_anonymous_docker_hub_warns_even_with_plenty_left() -> None:
+    status, detail, hint = _verdict(200, HUB_76, hub=True, anonymous=True)
+    assert (status, hint) == ("warn", "anonymous_hub")
+    assert detail.startswith("pulls from Docker Hub are anonymous") and "76 of 100" in detail
+    # authenticated against Docker Hub, or anonymous elsewhere: no such warning
+    assert _verdict(200, HUB_76, hub=True, anonymous=False)[0] == "pass"
+    assert _verdict(200, HUB_76, hub=False, anonymous=True)[0] == "pass"
+
+
+def test_verdict_anonymous_docker_hub_warns_without_quota_headers_too() -> None:
+    assert _verdict(200, RateLimit(), hub=True, anonymous=True)[0] == "warn"
+
+
+@pytest.mark.parametrize("quota,status,says", [
+    (RateLimit(limit=100, remaining=10, window=21600), 200, "low: at most 10% of the limit"),
+    (RateLimit(limit=100, remaining=0, window=21600), 200, "no pulls left: 0 of 100"),
+    (RateLimit(retry_after=7.0), 429, "rate limited now: the registry sent no pull quota; "
+                                      "Retry-After 7.0s"),
+])
+def test_verdict_low_or_used_up_warns(quota: RateLimit, status: int, says: str) -> None:
+    s, detail, hint = _verdict(status, quota)
+    assert (s, hint) == ("warn", "rate_limited") and says in detail
+
+
+def test_verdict_no_headers_passes() -> None:
+    assert _verdict(200, RateLimit()) == (
+        "pass", "the registry sends no RateLimit headers (no published pull quota)", "")
