@@ -380,7 +380,11 @@ def test_one_fresh_pull_per_run(bed: Bed) -> None:
 def test_a_429_says_the_registrys_quota_and_keeps_its_retry_after(bed: Bed) -> None:
     bed.quotas = [RateLimit(limit=100, remaining=0, window=21600, retry_after=120.0)]
     p = bed.puller([R, image(1)], rate_limit_delay='"30s"')
+    statuses: list[str] = []
+    p.notifier.status = statuses.append  # type: ignore[method-assign]
     p.run()
+    assert any(s.startswith("attempt 1 failed (rate_limited): registry.test:5000: 0 of 100 "
+                            "pulls left in the window (6h, rolling)") for s in statuses), statuses
     assert len(bed.quota_asked) == 1 and 0 < bed.quota_asked[0] <= 3.0
     failure = bed.state()["failures"][0]  # type: ignore[index]
     assert failure["cls"] == "rate_limited"
