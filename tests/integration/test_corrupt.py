@@ -21,6 +21,7 @@ from tests.testbed.regapi import RegistryAPI, check_local_ref
 from tests.testbed.registry import Registry
 
 pytestmark = pytest.mark.integration
+BOUND = 'deadline = "30s"\n'  # a puller that retried a corrupt blob forever ends here
 
 
 @pytest.fixture
@@ -51,7 +52,7 @@ def test_a_layer_corrupt_twice_is_corrupt_after_exactly_two_pulls(
     p = fresh(client, registry, "pu-regclasses/corrupt")
     layer = _layer(p.ref, p.digest)
     front = make_front(registry, "corrupt", on=("blobs",), match=layer)
-    app = bed.app("corrupt", image_config(front.via(p.ref), FAST))
+    app = bed.app("corrupt", image_config(front.via(p.ref), FAST + BOUND))
     r = bed.pull(app, timeout=120)
     assert r.code == 72, r.err
     assert r.out["class"] == "corrupt" and r.out["attempts"] == 2, r.out
@@ -73,7 +74,7 @@ def test_a_corruption_that_clears_on_the_second_pull_is_ready(
     p = fresh(client, registry, "pu-regclasses/corrupt")
     layer = _layer(p.ref, p.digest)
     front = make_front(registry, "corrupt_once", on=("blobs",), match=layer)
-    app = bed.app("once", image_config(front.via(p.ref), FAST))
+    app = bed.app("once", image_config(front.via(p.ref), FAST + BOUND))
     r = bed.pull(app, timeout=120)
     assert r.code == 0, r.err
     assert r.out["ready"] is True and r.out["attempts"] == 2, r.out
