@@ -80,4 +80,6 @@ def test_a_corruption_that_clears_on_the_second_pull_is_ready(
     assert r.out["ready"] is True and r.out["attempts"] == 2, r.out
     assert r.out["image"].endswith(p.digest)
     assert front.count(layer) == 2 and front.count(layer, mode="corrupt_once") == 2
+    # the second pull came at once, from scratch, not after a backoff as a retry
+    assert "pulling once more from scratch" in r.err and "retrying in" not in r.err
     assert bed.env_file(app) == f"PULLUNIT_IMAGE={r.out['image']}\n"
