@@ -53,7 +53,9 @@ def fix_for(cls: FailureClass, ctx: HintContext) -> str:
                 f"(a missing namespace is common); list tags with GET {url}"
                 f"{ref.remote_path}/tags/list")
     if cls is FailureClass.CREDENTIALS:
-        helper = ctx.credential_helper or "the docker credential helper"
+        # the helper named when the caller knows it (the puller, doctor); `status` knows
+        # only the class, and its message names the helper
+        helper = ctx.credential_helper or "docker-credential-NAME"
         named = (f" ({ctx.credential_source})" if ctx.credential_source
                  else " (credsStore/credHelpers of the docker config)")
         server = "https://index.docker.io/v1/" if host == "docker.io" else host
