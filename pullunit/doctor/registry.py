@@ -11,7 +11,6 @@ import ssl
 from ..boundedhttp import WatchdogTimeout, describe_oserror, with_timeout
 from ..classify import FailureClass
 from ..errors import PullunitError
-from ..reference import DEFAULT_REGISTRY
 from ..regclient import (
     TokenError,
     TokenProblem,
@@ -239,7 +238,9 @@ def rate_limit(ctx: Context) -> Check:
     """The registry's pull quota, from a manifest HEAD (Docker Hub does not count it as a
     pull) with the pull's credentials; and a warning for anonymous pulls from Docker Hub."""
     assert ctx.ref is not None and ctx.session is not None
-    hub = ctx.registry == DEFAULT_REGISTRY
+    from ..credentials import HUB_NAMES
+
+    hub = ctx.registry in HUB_NAMES  # docker.io, also as index.docker.io / registry-1
     anonymous = ctx.creds is None or not ctx.creds.found
     authorization = ctx.manifest.authorization if ctx.manifest is not None else None
     try:
