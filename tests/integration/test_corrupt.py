@@ -7,6 +7,7 @@ pulls once more from scratch, then gives up with `corrupt` (72)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 from collections.abc import Callable, Iterator
@@ -25,7 +26,8 @@ BOUND = 'deadline = "30s"\n'  # a puller that retried a corrupt blob forever end
 
 
 @pytest.fixture
-def make_front() -> Iterator[Callable[..., FaultFront]]:
+def make_front(client: Any) -> Iterator[Callable[..., FaultFront]]:
+    """Fronts of this test, closed afterwards, with every image pulled through them."""
     made: list[FaultFront] = []
 
     def make(upstream: Registry, mode: str, **kw: Any) -> FaultFront:
@@ -36,6 +38,11 @@ def make_front() -> Iterator[Callable[..., FaultFront]]:
     yield make
     for front in made:
         front.close()
+        for img in client.images.list(all=True):  # pullunit's keep tag holds them too
+            names = (img.attrs.get("RepoTags") or []) + (img.attrs.get("RepoDigests") or [])
+            if any(n.startswith(f"{front.address}/") for n in names):
+                with contextlib.suppress(Exception):
+                    client.images.remove(img.id, force=True)
     ids = {f.rec.id for f in made}
     assert not [r for r in _util.load_records() if r.id in ids], "fault front left behind"
 
@@ -83,3 +90,28 @@ def test_a_corruption_that_clears_on_the_second_pull_is_ready(
     # the second pull came at once, from scratch, not after a backoff as a retry
     assert "pulling once more from scratch" in r.err and "retrying in" not in r.err
     assert bed.env_file(app) == f"PULLUNIT_IMAGE={r.out['image']}\n"
+
+
+def test_what_the_ref_names_locally_is_removed_before_the_fresh_pull(
+        client: Any, registry: Registry, bed: Bed, make_front: Any) -> None:
+    """policy "always", the tag present locally (not one of the app's images): before
+    the second pull the tag goes, as 'docker image rm' would (field guide 9.3)."""
+    import docker
+
+    from tests.testbed import images
+
+    old = fresh(client, registry, "pu-regclasses/corrupt")
+    old_id = client.images.pull(old.ref).id  # an older copy, here
+    new = images.push_new_digest(client, old.ref)  # the tag moves on in the registry
+    client.images.remove(old.ref, force=True)  # the new image is not here (a cold host)
+    layer = _layer(new.ref, new.digest)
+    front = make_front(registry, "corrupt", on=("blobs",), match=layer)
+    client.api.tag(old_id, *front.via(old.ref).rsplit(":", 1))
+    app = bed.app("always", image_config(front.via(old.ref),
+                                         'policy = "always"\n' + FAST + BOUND))
+    r = bed.pull(app, timeout=120)
+    assert r.code == 72, r.err
+    assert front.count(layer, mode="corrupt") == 2
+    assert f"removing {front.via(old.ref)}" in r.err
+    with pytest.raises(docker.errors.ImageNotFound):
+        client.images.get(front.via(old.ref))
