@@ -28,11 +28,12 @@ exit status:
   65  wrong platform, digest mismatch,   66  image or tag not found
       verify command failed              68  registry host does not resolve
   69  registry or daemon unavailable,    70  internal error
-      rate limited, stalled              73  no space left on device
-  74  cannot write units or state        75  temporary failure (lock)
-  76  TLS verification failed            77  access denied / not permitted
-  78  configuration error               130  interrupted (SIGINT)
- 80  update: not ready, rolled back      81  not ready (readiness gate)
+      rate limited, stalled              72  a layer corrupt twice
+  73  no space left on device            74  cannot write units or state
+  75  temporary failure (lock)           76  TLS verification failed
+  77  access denied / not permitted      78  configuration error; a
+ 80  update: not ready, rolled back          credential helper failing
+ 81  not ready (readiness gate)         130  interrupted (SIGINT)
  143  terminated (SIGTERM)                1  doctor/status: a check failed
 """
 

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from .mirrorpull import Served
     from .mirrors import Endpoint, Mirror
     from .pullstream import Progress
+    from .ratelimit import RateLimit
 
 T = TypeVar("T")
 log = logging.getLogger("pullunit")
@@ -104,6 +105,11 @@ class Puller:
         self.engine: Engine | None = None  # enginelib.connect(), when first needed
         self.creds: Credentials | None = None
         self.cred_helper: str | None = None  # a credential helper that failed
+        self.cred_source: str | None = None  # the config key that names it
+        self.corrupt_retried = False  # a corrupt blob gets one fresh pull per run
+        # Retry-After (seconds) of the registry's answer to the quota HEAD after the
+        # last 429, None without one: for the retry loop to honour
+        self.retry_after: float | None = None
         self.cut_by: str | None = None  # the clock that ended the last attempt, if any
         self.last_failure: Failure | None = None  # the last one not made by a clock
         # `deadline` counts from `started` when the caller began earlier (it waited for
@@ -180,7 +186,7 @@ class Puller:
                                     "locally and image.policy is \"never\"")
         self.attempts += 1
         cutoff = self._cutoff(self._rules(prefetch).effective_deadline, can_fall_back)
-        image = self._accept(self._pull_once(cutoff))
+        image = self._accept(self._pull_fresh(cutoff))
         return self._prefetched(image) if prefetch else self._ready(image, Source.PULLED)
 
     # -- fallback: a known-good image keeps the app running --------------------------
@@ -263,9 +269,9 @@ class Puller:
                     self.ref, self.app.image.auth_file,
                     helper_timeout=max(0.0, min(credentials.HELPER_TIMEOUT, left)))
             except credentials.HelperFailed as e:
-                self.cred_helper = e.helper
+                self.cred_helper, self.cred_source = e.helper, e.where
                 raise
-            self.cred_helper = None
+            self.cred_helper = self.cred_source = None
         return self.creds
 
     def _cutoff(self, deadline: float, can_fall_back: bool) -> Cutoff:
@@ -276,6 +282,72 @@ class Puller:
         if can_fall_back and self.clock() < refresh < self.start + deadline:
             return Cutoff(refresh, "pull.refresh_timeout")
         return Cutoff(self.start + deadline, "pull.deadline")
+
+    def _pull_fresh(self, cutoff: Cutoff) -> LocalImage:
+        """A pull; when a blob comes corrupt (its bytes do not match its digest, or it
+        does not unpack), what the pull could have left under the ref goes and the image
+        is pulled once more from scratch within the same cutoff (field guide 9.3). Once
+        per run: corrupt again is `corrupt`, permanent. The daemon does not retry such a
+        blob itself, and drops the layers it had registered for the failed pull.
+        A 429 gets the registry's own numbers added (`_with_quota`)."""
+        try:
+            try:
+                return self._pull_once(cutoff)
+            except PullFailed as e:
+                if e.failure.cls is not FailureClass.CORRUPT or self.corrupt_retried:
+                    raise
+                self.corrupt_retried = True
+                log.warning("pull of %s: %s; removing what the pull left and pulling once "
+                            "more from scratch", self.ref, e.failure.message)
+            self._remove_partial()
+            self.attempts += 1
+            return self._pull_once(cutoff)
+        except PullFailed as e:
+            if e.failure.cls is FailureClass.RATE_LIMITED:
+                raise self._with_quota(e, cutoff) from None
+            raise
+
+    def _with_quota(self, e: PullFailed, cutoff: Cutoff) -> PullFailed:
+        """A 429: the daemon does not pass on the registry's quota headers, so one manifest
+        HEAD of our own (not counted as a pull by Docker Hub), with the pull's
+        credentials, within QUOTA_TIMEOUT and what is left of the attempt, reads them.
+        Their numbers go into the failure's message (so the log line, STATUS= and the
+        state say "N of M pulls left in the window ..."); a Retry-After is kept in
+        `self.retry_after` for the retry loop. Nothing is added when the registry sends
+        no quota or cannot be asked."""
+        from .regclient import QUOTA_TIMEOUT
+
+        self.retry_after = None
+        left = min(QUOTA_TIMEOUT, cutoff.at - self.clock())
+        if left < 0.2:
+            return e
+        quota = self._quota(left)
+        if quota is None:
+            return e
+        self.retry_after = quota.retry_after
+        said = quota.describe() if quota.known else f"Retry-After {human(quota.retry_after or 0)}"
+        return PullFailed(Failure(e.failure.cls, f"{self.ref.registry}: {said}; "
+                                                 f"{e.failure.message}"), e.hint)
+
+    def _quota(self, timeout: float) -> RateLimit | None:
+        """The registry's quota, asked directly (the edge: regclient)."""
+        from .regclient import quota_after_429
+
+        auth = self.creds.auth.as_dict() if self.creds and self.creds.auth else {}
+        return quota_after_429(self.ref, auth, timeout)
+
+    def _remove_partial(self) -> None:
+        """Untag the ref (removing its image when nothing else names it, as 'docker
+        image rm' does) unless the image is one of the app's known-good images
+        (current, prefetched, history): those passed their checks and may be needed
+        for a fallback. Dangling layers are the daemon's to collect."""
+        local = self._find_local()
+        st = self.state
+        good = {e.image_id for e in (st.prefetched, st.current, *st.history) if e is not None}
+        if local is not None and local.id not in good:
+            name = enginelib.local_name(self.ref)
+            log.info("removing %s (%s) before pulling it again", name, local.id[:19])
+            self._engine().release(name)
 
     def _pull_once(self, cutoff: Cutoff | None = None) -> LocalImage:
         """One attempt. Every wait in it (credential helper, the daemon, the registry
@@ -511,7 +583,7 @@ class Puller:
         from .hints import HintContext
 
         data_root = free = None
-        if cls is FailureClass.DISK_FULL and self.engine is not None:
+        if cls in (FailureClass.DISK_FULL, FailureClass.CORRUPT) and self.engine is not None:
             try:
                 data_root = self.engine.data_root()
                 st = os.statvfs(data_root)
@@ -524,7 +596,8 @@ class Puller:
                            auth_file_configured=self.app.image.auth_file is not None,
                            running_as_root=os.geteuid() == 0, data_root=data_root,
                            free_bytes=free, platform=self.app.image.platform,
-                           credential_helper=self.cred_helper, cut_by=self.cut_by)
+                           credential_helper=self.cred_helper,
+                           credential_source=self.cred_source, cut_by=self.cut_by)
 
 
 def _short(text: str, limit: int = 160) -> str:

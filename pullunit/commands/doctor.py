@@ -13,7 +13,8 @@ with no apps, only the host checks run (daemon, disk, daemon_config, proxy).
   [{"app": "web" | null, "target": "registry.example.com/team/app:1.2.3" | null,
     "platform": "linux/amd64" | null, "ok": true | false,
     "checks": [{"check": ID, "status": "pass" | "warn" | "fail" | "skip",
-                "detail": "...", "hint": "..." (empty when there is nothing to do)}],
+                "detail": "...", "hint": "..." (empty when there is nothing to do),
+                "data": {...} (rate_limit only: the registry's quota, numbers)}],
     "host": {fingerprint}, "repeat": {...} (only with --repeat)}]
 
 "app" is null for an image reference; "target" is null for the host-only run; "platform"

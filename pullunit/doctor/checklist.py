@@ -57,6 +57,7 @@ CHECKLIST = (
     Step("blob", path.blob, needs=("manifest",)),
     Step("daemon_log", journal.daemon_log, needs=("reference",)),
     Step("mirrors", mirrors.mirrors, needs=("reference",)),
+    Step("rate_limit", registry.rate_limit, needs=("registry_api", "credentials")),
 )
 CHECKS = tuple(step.id for step in CHECKLIST)
 

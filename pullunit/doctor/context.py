@@ -20,10 +20,9 @@ from ..dockerconf import RegistryConfig
 from ..hints import HintContext, fix_for
 from ..platform import architecture_of_machine
 from ..reference import DEFAULT_REGISTRY, ImageRef
-from ..regclient import Challenge, Session, pick_challenge
+from ..regclient import HUB_API_HOST, Challenge, Session, pick_challenge
 from .model import Options, Target
 
-HUB_API_HOST = "registry-1.docker.io"  # where dockerd sends docker.io requests
 NO_REF = ImageRef(None, "x", "x", None)  # for hints that do not depend on the image
 
 
