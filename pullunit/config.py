@@ -30,6 +30,7 @@ from .configvalues import (
     description,
     docker_duration,
     duration,
+    endpoint_list,
     env_table,
     health_cmd,
     image_ref,
@@ -54,7 +55,6 @@ from .dockerflags import docker_args
 from .dropins import Merged, source_of
 from .dropins import load as load_dropins
 from .errors import ConfigError
-from .mirrors import endpoint_list
 from .netkeys import Network
 from .reference import ImageRef
 from .runkeys import SCHEMA as CONTAINER_KEYS

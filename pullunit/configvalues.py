@@ -7,13 +7,12 @@ settings (hostconfig.py) are tables of these.
 
 from __future__ import annotations
 
-import difflib
 import enum
 import ipaddress
 import math
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -23,7 +22,7 @@ from . import platform
 from .durations import DurationError, parse_duration
 from .errors import ConfigError
 from .escape import UnsafeValueError, check_text, unit_value
-from .reference import BadReference, ImageRef, parse_reference
+from .reference import BadReference, ImageRef, parse_reference, parse_registry
 
 # A program argument (one word of an Exec*= line) is at most MAX_ARG_STRLEN = 32 pages,
 # 131072 bytes with its NUL, on Linux; a longer one fails execve() with E2BIG, so the run
@@ -336,8 +335,37 @@ def description(value: object, where: Where) -> str:
     return s
 
 
+def endpoint(value: object, where: Where) -> str:
+    """A registry host, as in an image reference: HOST[:PORT] (a mirror endpoint, or the
+    origin a [[mirror]] table is for)."""
+    s = string(value, where)
+    try:
+        return parse_registry(s)
+    except BadReference as e:
+        raise where.error(str(e)) from None
+
+
+def endpoint_list(value: object, where: Where) -> tuple[str, ...]:
+    hosts = list_of(endpoint)(value, where)
+    seen: set[str] = set()
+    for i, host in enumerate(hosts):
+        if host.lower() in seen:
+            raise where.child(i).error(f"endpoint {host!r} is listed twice")
+        seen.add(host.lower())
+    return hosts
+
+
+def close_matches(name: str, valid: Sequence[str], cutoff: float = 0.6) -> list[str]:
+    """The one valid name `name` was probably meant to be (a typo's suggestion). difflib
+    is imported only when there is a typo: the generator's start path, run at every boot
+    and daemon-reload, does not pay for it."""
+    import difflib
+
+    return difflib.get_close_matches(name, valid, n=1, cutoff=cutoff)
+
+
 def unknown(name: str, valid: list[str], where: Where, what: str) -> ConfigError:
-    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
+    close = close_matches(name, valid)
     suggestion = f"; did you mean {close[0]!r}?" if close else f"; valid: {', '.join(valid)}"
     return where.error(f"unknown {what} {name!r}{suggestion}")
 

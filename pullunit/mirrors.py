@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .configvalues import Parser, Where, boolean, list_of, strict_table, string
-from .reference import BadReference, ImageRef, parse_registry
+from .configvalues import Parser, Where, boolean, endpoint, endpoint_list, strict_table
+from .reference import ImageRef
 
 if TYPE_CHECKING:  # config.py imports this module: classify stays off the generator's path
     from .classify import FailureClass
@@ -58,25 +58,6 @@ class Try:
 
 
 # ------------------------------------------------------------------ configuration
-
-
-def endpoint(value: object, where: Where) -> str:
-    """A mirror endpoint (or an origin): HOST[:PORT], as a registry in an image reference."""
-    s = string(value, where)
-    try:
-        return parse_registry(s)
-    except BadReference as e:
-        raise where.error(str(e)) from None
-
-
-def endpoint_list(value: object, where: Where) -> tuple[str, ...]:
-    hosts = list_of(endpoint)(value, where)
-    seen: set[str] = set()
-    for i, host in enumerate(hosts):
-        if host.lower() in seen:
-            raise where.child(i).error(f"endpoint {host!r} is listed twice")
-        seen.add(host.lower())
-    return hosts
 
 
 _MIRROR_KEYS: dict[str, Parser] = {"registry": endpoint, "endpoints": endpoint_list,

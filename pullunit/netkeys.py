@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import signal
 from dataclasses import dataclass
 
 from .configvalues import (
@@ -188,6 +187,8 @@ def workdir(value: object, where: Where) -> str:
 def signal_number(name: str) -> int | None:
     """The number of a signal as `docker run --stop-signal` takes it (SIGTERM, TERM, 15,
     RTMIN+3), or None."""
+    import signal  # only for a config that sets stop_signal: off the generator's start path
+
     if name.isdigit() and name.isascii():
         return int(name) if 1 <= int(name) <= signal.SIGRTMAX else None
     bare = name.upper().removeprefix("SIG")

@@ -11,7 +11,6 @@ passed to Docker as written.
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from .configvalues import (
     Where,
     abs_path,
     boolean,
+    close_matches,
     list_of,
     nonempty_string,
     one_word,
@@ -218,7 +218,7 @@ def log_driver(value: object, where: Where) -> str:
         raise where.error(f"invalid log driver name {s!r}")
     if s not in LOG_DRIVERS:
         # A plugin's name is free, but one a letter away from a built-in is a typo.
-        close = difflib.get_close_matches(s, LOG_DRIVERS, n=1, cutoff=0.8)
+        close = close_matches(s, LOG_DRIVERS, 0.8)
         if close:
             raise where.error(f"unknown log driver {s!r}; did you mean {close[0]!r}?")
     return s
@@ -234,7 +234,7 @@ def tmpfs(value: object, where: Where) -> str:
             if not _TMPFS_OPTION.fullmatch(opt) or not (
                     (opt in _TMPFS_FLAGS) or ("=" in opt and name in _TMPFS_VALUED)):
                 valid = sorted(_TMPFS_FLAGS) + [f"{v}=" for v in sorted(_TMPFS_VALUED)]
-                close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
+                close = close_matches(name, valid, 0.6)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
                 raise where.error(f"unknown tmpfs mount option {opt!r} in {s!r}{hint}")
     return s
@@ -246,7 +246,7 @@ def capability(value: object, where: Where) -> str:
     name = s.upper()
     bare = name[4:] if name.startswith("CAP_") else name
     if name != "ALL" and bare not in CAPABILITIES:
-        close = difflib.get_close_matches(bare, CAPABILITIES, n=1, cutoff=0.6)
+        close = close_matches(bare, CAPABILITIES, 0.6)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise where.error(f"unknown capability {s!r}{hint}", "see capabilities(7); ALL for all")
     return s
@@ -258,7 +258,7 @@ def security_opt(value: object, where: Where) -> str:
     if name == "no-new-privileges":
         raise where.error("no-new-privileges has its own key", "set run.no_new_privileges")
     if name not in _SECURITY_OPTS or not sep or not rest:
-        close = difflib.get_close_matches(name, _SECURITY_OPTS, n=1, cutoff=0.6)
+        close = close_matches(name, _SECURITY_OPTS, 0.6)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise where.error(f"invalid security option {s!r}{hint}; expected "
                           "label=..., apparmor=PROFILE, seccomp=unconfined|/PATH.json or "
