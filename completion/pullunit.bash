@@ -29,7 +29,7 @@ _pullunit()
         cword=$COMP_CWORD
     fi
 
-    local commands="generate validate init pull status doctor pin rollback prefetch metrics update ready"
+    local commands="generate validate init pull status doctor pin rollback prefetch metrics update ready cat"
     local global_opts="-h --help --version --debug"
 
     # The command is the first word after "pullunit" that is not an option; remember
@@ -100,6 +100,10 @@ _pullunit()
         pull)
             opts="--json"
             args=apps
+            ;;
+        cat)
+            opts="--json"
+            args=apps-or-files
             ;;
         status | pin | prefetch)
             [[ $cmd == pin ]] && opts="--check" || opts="--json"

@@ -30,6 +30,8 @@ class FailureClass(enum.StrEnum):
     RATE_LIMITED = "rate_limited"
     DAEMON_UNAVAILABLE = "daemon_unavailable"
     DISK_FULL = "disk_full"
+    CORRUPT = "corrupt"  # a blob that does not match its digest, or does not unpack
+    CREDENTIALS = "credentials"  # this host's credential helper is missing or failing
     UNKNOWN = "unknown"
 
 
@@ -47,14 +49,17 @@ _EXIT = {
     FailureClass.RATE_LIMITED: ExitCode.UNAVAILABLE,
     FailureClass.DAEMON_UNAVAILABLE: ExitCode.UNAVAILABLE,
     FailureClass.DISK_FULL: ExitCode.CANTCREAT,
+    FailureClass.CORRUPT: ExitCode.OSFILE,
+    FailureClass.CREDENTIALS: ExitCode.CONFIG,
     FailureClass.UNKNOWN: ExitCode.UNAVAILABLE,
 }
 
-# Permanent: retrying cannot help until a human changes something.
+# Permanent: retrying cannot help until a human changes something. (`corrupt` is
+# permanent once the puller's own fresh second pull failed the same way: Puller._attempt.)
 PERMANENT = frozenset({
     FailureClass.NOT_FOUND, FailureClass.DENIED, FailureClass.PLATFORM,
     FailureClass.DIGEST_MISMATCH, FailureClass.VERIFY_FAILED, FailureClass.TLS,
-    FailureClass.DISK_FULL,
+    FailureClass.DISK_FULL, FailureClass.CORRUPT, FailureClass.CREDENTIALS,
 })
 
 # What a registry's HTTP status means, when the daemon quotes one. dockerd answers its own
@@ -66,9 +71,18 @@ _REGISTRY_STATUS = (r"error parsing HTTP (\d{3}) response body"
 
 # Checked in order: the first match wins. Order matters where texts overlap:
 # "TLS handshake timeout" is a network problem, not a certificate problem;
-# "lookup x: no such host" is DNS, not "not found"; "no matching manifest" is platform.
+# "lookup x: no such host" is DNS, not "not found"; "no matching manifest" is platform;
+# a layer that does not unpack ("failed to register layer: ...: unexpected EOF") is
+# corrupt, not the network's EOF, unless the disk is full.
 _RULE_SOURCES: list[tuple[FailureClass, tuple[str, int]]] = [
     (FailureClass.DISK_FULL, (r"no space left on device|disk quota exceeded", re.I)),
+    (FailureClass.CORRUPT, (
+        # dockerd 20.10's own words (observed: tests/testbed/observed_messages.py) for a
+        # blob whose bytes do not match its digest, and for one that matches but does
+        # not unpack; containerd's image store says "unexpected commit digest"
+        r"(filesystem layer|image config) verification failed for digest"
+        r"|failed to register layer: .*(unexpected EOF|archive/tar|gzip|flate|zlib"
+        r"|invalid tar|checksum)|unexpected commit digest", re.I)),
     (FailureClass.RATE_LIMITED, (
         r"toomanyrequests|too many requests|\b429\b|rate limit", re.I)),
     (FailureClass.UNREACHABLE, (r"tls handshake timeout", re.I)),
@@ -79,6 +93,7 @@ _RULE_SOURCES: list[tuple[FailureClass, tuple[str, int]]] = [
         r"x509:|certificate signed by unknown authority|tls: bad certificate"
         r"|certificate has expired|certificate is not valid|tls: .*certificate"
         r"|server gave HTTP response to HTTPS client", re.I)),
+    (FailureClass.DIGEST_MISMATCH, (r"manifest verification failed for digest", re.I)),
     (FailureClass.PLATFORM, (
         r"no matching manifest for|does not match the specified platform"
         r"|image with reference .* was found but does not match", re.I)),

@@ -28,11 +28,12 @@ exit status:
   65  wrong platform, digest mismatch,   66  image or tag not found
       verify command failed              68  registry host does not resolve
   69  registry or daemon unavailable,    70  internal error
-      rate limited, stalled              73  no space left on device
-  74  cannot write units or state        75  temporary failure (lock)
-  76  TLS verification failed            77  access denied / not permitted
-  78  configuration error               130  interrupted (SIGINT)
- 80  update: not ready, rolled back      81  not ready (readiness gate)
+      rate limited, stalled              72  a layer corrupt twice
+  73  no space left on device            74  cannot write units or state
+  75  temporary failure (lock)           76  TLS verification failed
+  77  access denied / not permitted      78  configuration error; a
+ 80  update: not ready, rolled back          credential helper failing
+ 81  not ready (readiness gate)         130  interrupted (SIGINT)
  143  terminated (SIGTERM)                1  doctor/status: a check failed
 """
 
@@ -110,6 +111,15 @@ def _add_init(sub: _Sub, parent: _Parser) -> None:
     p.add_argument("--image", required=True, metavar="REF", help="image reference with tag "
                    "and/or digest")
     p.set_defaults(func=_cmd("init"))
+
+
+def _add_cat(sub: _Sub, parent: _Parser) -> None:
+    p = sub.add_parser("cat", parents=[parent], help="print APP's config with its drop-ins "
+                       "merged, each value under the file that set it", allow_abbrev=False)
+    p.add_argument("app", metavar="APP_OR_FILE")
+    p.add_argument("--json", action="store_true", help="{app, files, config, sources: "
+                   "[{key, file}]} on stdout")
+    p.set_defaults(func=_cmd("cat"))
 
 
 def _cmd(name: str) -> Callable[[argparse.Namespace], int]:
@@ -267,7 +277,7 @@ _COMMANDS: dict[str, Callable[[_Sub, _Parser], None]] = {
     "generate": _add_generate, "validate": _add_validate, "init": _add_init, "pull": _add_pull,
     "status": _add_status, "doctor": _add_doctor, "pin": _add_pin, "rollback": _add_rollback,
     "prefetch": _add_prefetch, "metrics": _add_metrics, "update": _add_update,
-    "ready": _add_ready,
+    "ready": _add_ready, "cat": _add_cat,
 }
 
 

@@ -18,17 +18,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .appsecrets import Secret, check_volumes, secrets_table
 from .configvalues import (
     CONTAINER_NAME,
+    Origins,
     Parser,
     Where,
     abs_path,
     boolean,
     container_name,
     description,
-    docker_arg,
     docker_duration,
     duration,
+    endpoint_list,
     env_table,
     health_cmd,
     image_ref,
@@ -49,8 +51,15 @@ from .configvalues import (
     user,
     volume,
 )
+from .dockerflags import docker_args
+from .dropins import Merged, source_of
+from .dropins import load as load_dropins
 from .errors import ConfigError
+from .netkeys import Network
 from .reference import ImageRef
+from .runkeys import SCHEMA as CONTAINER_KEYS
+from .runkeys import Ulimit, effective_networks
+from .runkeys import check as check_container_keys
 
 DEFAULT_CONFIG_DIR = Path("/etc/pullunit")
 LOCK_SUFFIX = ".lock.toml"
@@ -106,6 +115,9 @@ class ImageConfig:
     policy: Policy = Policy.MISSING
     auth_file: Path | None = None
     verify: tuple[str, ...] = ()
+    # This app's mirrors of its registry, replacing pullunit.toml's [[mirror]] endpoints
+    # (an empty list: none); None: the host's.
+    mirrors: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -141,6 +153,35 @@ class RunConfig:
     restart: Restart = Restart.ON_FAILURE
     restart_sec: float = 5.0
     stop_timeout: float = 30.0
+    secrets: tuple[Secret, ...] = ()
+    # The container keys (runkeys.py); None or empty: Docker's default, as if not given.
+    memory: str | None = None
+    memory_swap: str | None = None
+    cpus: str | None = None
+    pids_limit: int | None = None
+    shm_size: str | None = None
+    ulimits: tuple[Ulimit, ...] = ()
+    log_driver: str | None = None  # None: "none", the unit's journal holds the output
+    log_opts: tuple[tuple[str, str], ...] = ()
+    read_only: bool = False
+    tmpfs: tuple[str, ...] = ()
+    cap_add: tuple[str, ...] = ()
+    cap_drop: tuple[str, ...] = ()
+    security_opt: tuple[str, ...] = ()
+    no_new_privileges: bool | None = None
+    privileged: bool = False
+    devices: tuple[str, ...] = ()
+    group_add: tuple[str, ...] = ()
+    sysctls: tuple[tuple[str, str], ...] = ()
+    hostname: str | None = None
+    dns: tuple[str, ...] = ()
+    dns_search: tuple[str, ...] = ()
+    add_hosts: tuple[tuple[str, str], ...] = ()
+    networks: tuple[Network, ...] = ()  # run.network, when set, is its only entry
+    labels: tuple[tuple[str, str], ...] = ()
+    workdir: str | None = None
+    init: bool | None = None
+    stop_signal: str | None = None
 
 
 @dataclass(frozen=True)
@@ -186,6 +227,14 @@ class AppConfig:
     unit: UnitConfig = field(default_factory=UnitConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
     update: UpdateConfig = field(default_factory=UpdateConfig)
+    # APP.toml.d/*.toml merged over `path`, in the order they applied, and which of them
+    # set which key (dropins.merge), for messages about a value after validation
+    dropins: tuple[Path, ...] = ()
+    origins: tuple[tuple[tuple[str, ...], str], ...] = ()
+
+    def file_of(self, *path: str) -> str:
+        """The file that set the key at `path` (run, name): APP.toml or a drop-in."""
+        return source_of(dict(self.origins), path, str(self.path))
 
     @property
     def pull_unit(self) -> str:
@@ -200,11 +249,6 @@ class AppConfig:
         return self.unit.description or f"{self.name} container ({self.image.ref})"
 
 
-# docker run flags [health] sets; passing them in run.docker_args too would conflict.
-_HEALTH_FLAGS = ("--health-cmd", "--health-interval", "--health-timeout", "--health-retries",
-                 "--health-start-period", "--no-healthcheck")
-
-
 # key -> (parser, dataclass field). Order is the documented order.
 _SCHEMA: dict[str, dict[str, Parser]] = {
     "image": {
@@ -213,6 +257,7 @@ _SCHEMA: dict[str, dict[str, Parser]] = {
         "policy": one_of(Policy),
         "auth_file": abs_path,
         "verify": list_of(string),
+        "mirrors": endpoint_list,
     },
     "pull": {
         "initial_delay": duration(positive=True),
@@ -238,10 +283,12 @@ _SCHEMA: dict[str, dict[str, Parser]] = {
         "volumes": list_of(one_word(volume)),
         "network": one_word(network),
         "user": one_word(user),
-        "docker_args": list_of(one_word(docker_arg)),
+        "docker_args": docker_args,
         "restart": one_of(Restart),
         "restart_sec": duration(),
         "stop_timeout": duration(),
+        "secrets": secrets_table,
+        **CONTAINER_KEYS,
     },
     "unit": {
         "description": description,
@@ -296,11 +343,13 @@ def validate_app_name(name: str, file: str) -> str:
     return name
 
 
-def parse_app(name: str, data: Mapping[str, Any], path: Path) -> AppConfig:
-    """Validate a decoded TOML document into an AppConfig."""
+def parse_app(name: str, data: Mapping[str, Any], path: Path, *,
+              origins: Origins | None = None, dropins: tuple[Path, ...] = ()) -> AppConfig:
+    """Validate a decoded TOML document into an AppConfig. `origins` (dropins.merge)
+    says which drop-in set which key, so that errors name it."""
     file = str(path)
     validate_app_name(name, file)
-    root = Where(file, "")
+    root = Where(file, "", (), origins or {})
     for table in data:
         if table not in _SCHEMA:
             raise unknown(table, list(_SCHEMA), root.child(table), "table")
@@ -319,11 +368,14 @@ def parse_app(name: str, data: Mapping[str, Any], path: Path) -> AppConfig:
             raise root.child("run").child("name").error(
                 f"is required: the app name {name!r} is not a valid container name")
         run_values["name"] = name
+    check_container_keys(run_values, root.child("run"))
+    run_values["networks"] = effective_networks(run_values)
     run = RunConfig(**run_values)
+    check_volumes(run.secrets, run.volumes, root.child("run"))
     image = ImageConfig(**tables["image"])
     health = HealthConfig(**tables["health"])
     update = UpdateConfig(**tables["update"])
-    _check_health(health, run, root.child("health"))
+    _check_health(health, root)
     _check_update(update, image, health, root.child("update"))
     return AppConfig(
         name=name,
@@ -334,21 +386,17 @@ def parse_app(name: str, data: Mapping[str, Any], path: Path) -> AppConfig:
         unit=UnitConfig(**tables["unit"]),
         health=health,
         update=update,
+        dropins=dropins,
+        origins=tuple((origins or {}).items()),
     )
 
 
-def _check_health(health: HealthConfig, run: RunConfig, where: Where) -> None:
+def _check_health(health: HealthConfig, root: Where) -> None:
     if (health.interval is not None and health.enabled
             and health.start_timeout <= health.interval):
-        raise where.child("start_timeout").error(
+        raise root.child("health").child("start_timeout").error(
             "must be longer than health.interval: Docker runs the first check one interval "
             "after the container starts")
-    if health.docker_options:
-        for i, arg in enumerate(run.docker_args):
-            if arg.split("=", 1)[0] in _HEALTH_FLAGS:
-                raise Where(where.file, f"run.docker_args[{i}]").error(
-                    f"{arg.split('=', 1)[0]!r} conflicts with the [health] table",
-                    "set the healthcheck in [health] only")
 
 
 def _check_update(update: UpdateConfig, image: ImageConfig, health: HealthConfig,
@@ -386,9 +434,20 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"Cannot read {path}: {e.strerror}") from e
 
 
-def load_app(path: Path) -> AppConfig:
-    """Read and validate one APP.toml. Raises ConfigError naming the file."""
-    return parse_app(app_name_of(path), read_toml(path), path)
+def load_app(path: Path, *, dropins: bool = True) -> AppConfig:
+    """Read and validate one APP.toml with its drop-ins (APP.toml.d/*.toml) merged over
+    it: every command reads an app through here, so all see the same config. Raises
+    ConfigError naming the file that holds the bad value."""
+    if not dropins:
+        return parse_app(app_name_of(path), read_toml(path), path)
+    merged = load_merged(path)
+    return parse_app(app_name_of(path), merged.data, path, origins=merged.origins,
+                     dropins=merged.files[1:])
+
+
+def load_merged(path: Path) -> Merged:
+    """APP.toml and its drop-ins merged, not validated (what `pullunit cat` shows)."""
+    return load_dropins(path, read_toml)
 
 
 def app_name_of(path: Path) -> str:

@@ -7,22 +7,22 @@ settings (hostconfig.py) are tables of these.
 
 from __future__ import annotations
 
-import difflib
 import enum
 import ipaddress
 import math
 import os
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 from . import platform
 from .durations import DurationError, parse_duration
 from .errors import ConfigError
 from .escape import UnsafeValueError, check_text, unit_value
-from .reference import BadReference, ImageRef, parse_reference
+from .reference import BadReference, ImageRef, parse_reference, parse_registry
 
 # A program argument (one word of an Exec*= line) is at most MAX_ARG_STRLEN = 32 pages,
 # 131072 bytes with its NUL, on Linux; a longer one fails execve() with E2BIG, so the run
@@ -47,24 +47,35 @@ _PORT_SPEC = re.compile(
     r"(?:(?P<host>[0-9]{1,5}(?:-[0-9]{1,5})?)?:)?"
     r"(?P<container>[0-9]{1,5}(?:-[0-9]{1,5})?)(?:/(?P<proto>tcp|udp|sctp))?", re.ASCII
 )
-# docker run flags that would break the contract of the run unit: it must stay in the
-# foreground, be named as the unit expects, and never pull.
-_FORBIDDEN_DOCKER_ARGS = ("--pull", "--name", "-d", "--detach", "--rm")
-
 T = TypeVar("T")
+
+
+# Which file set each value of a merged config (dropins.py): key path -> file. A path not
+# in it came from the same file as its parent table.
+Origins = Mapping[tuple[str, ...], str]
+_NO_ORIGINS: Origins = MappingProxyType({})
 
 
 @dataclass(frozen=True)
 class Where:
-    """The file and the dotted key (run.ports[0]) a value came from; its errors name both."""
+    """The file and the dotted key (run.ports[0]) a value came from; its errors name both.
+
+    With drop-ins, `file` is the file that set this key: child() looks the key's path up
+    in `origins`, so every parser's `where.child(key).error(...)` names the drop-in that
+    holds a bad value, and no parser needs to know about drop-ins."""
 
     file: str
     key: str
+    path: tuple[str, ...] = ()
+    origins: Origins = field(default_factory=lambda: _NO_ORIGINS, repr=False, compare=False)
 
     def child(self, name: str | int) -> Where:
         if isinstance(name, int):
-            return Where(self.file, f"{self.key}[{name}]")
-        return Where(self.file, f"{self.key}.{name}" if self.key else name)
+            # An array is replaced whole by a drop-in: its items come from its file.
+            return Where(self.file, f"{self.key}[{name}]", self.path, self.origins)
+        path = (*self.path, name)
+        return Where(self.origins.get(path, self.file),
+                     f"{self.key}.{name}" if self.key else name, path, self.origins)
 
     def error(self, message: str, hint: str = "") -> ConfigError:
         prefix = f"{self.file}: {self.key}: " if self.key else f"{self.file}: "
@@ -278,30 +289,6 @@ def user(value: object, where: Where) -> str:
     return s
 
 
-def _short_flags_detach(arg: str) -> bool:
-    """-dit, -td ...: combined short flags that include -d (only boolean flags combine)."""
-    if not arg.startswith("-") or arg.startswith("--") or len(arg) < 2:
-        return False
-    for letter in arg[1:]:
-        if letter == "d":
-            return True
-        if letter not in "itPq":
-            return False
-    return False
-
-
-def docker_arg(value: object, where: Where) -> str:
-    s = string(value, where)
-    flag = s.split("=", 1)[0]
-    if _short_flags_detach(s):
-        flag = "-d"
-    if flag in _FORBIDDEN_DOCKER_ARGS:
-        raise where.error(f"{flag!r} is managed by pullunit and cannot be passed in docker_args",
-                          "the run unit never pulls, always runs in the foreground, and names "
-                          "the container from run.name")
-    return s
-
-
 # Docker keeps healthcheck durations as Go time.Duration: int64 nanoseconds, at least 1ms.
 _DOCKER_DURATION_MAX = (2**63 - 1) / 1e9
 
@@ -348,8 +335,37 @@ def description(value: object, where: Where) -> str:
     return s
 
 
+def endpoint(value: object, where: Where) -> str:
+    """A registry host, as in an image reference: HOST[:PORT] (a mirror endpoint, or the
+    origin a [[mirror]] table is for)."""
+    s = string(value, where)
+    try:
+        return parse_registry(s)
+    except BadReference as e:
+        raise where.error(str(e)) from None
+
+
+def endpoint_list(value: object, where: Where) -> tuple[str, ...]:
+    hosts = list_of(endpoint)(value, where)
+    seen: set[str] = set()
+    for i, host in enumerate(hosts):
+        if host.lower() in seen:
+            raise where.child(i).error(f"endpoint {host!r} is listed twice")
+        seen.add(host.lower())
+    return hosts
+
+
+def close_matches(name: str, valid: Sequence[str], cutoff: float = 0.6) -> list[str]:
+    """The one valid name `name` was probably meant to be (a typo's suggestion). difflib
+    is imported only when there is a typo: the generator's start path, run at every boot
+    and daemon-reload, does not pay for it."""
+    import difflib
+
+    return difflib.get_close_matches(name, valid, n=1, cutoff=cutoff)
+
+
 def unknown(name: str, valid: list[str], where: Where, what: str) -> ConfigError:
-    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
+    close = close_matches(name, valid)
     suggestion = f"; did you mean {close[0]!r}?" if close else f"; valid: {', '.join(valid)}"
     return where.error(f"unknown {what} {name!r}{suggestion}")
 

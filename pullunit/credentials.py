@@ -7,8 +7,10 @@ locked keyring, a network call). docker-py runs it with no timeout; here it runs
 own process group with a limit, and the whole group is killed when the limit passes.
 
 A helper that is missing, fails or does not answer is a configuration problem of this
-host, reported as `denied` with a fix naming the helper: pulling anonymously instead
-would only turn it into a misleading "no basic auth credentials".
+host, its own failure class `credentials` (exit 78) with a fix naming the helper and the
+config key that names it: pulling anonymously instead would only turn it into a
+misleading "no basic auth credentials", and calling it `denied` would send the operator
+to the registry's permissions instead of this host's helper.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 
 from .classify import Failure, FailureClass, PullFailed
 from .errors import ConfigError
+from .printable import printable
 from .redact import redact
 from .reference import ImageRef
 
@@ -82,11 +85,14 @@ class Credentials:
 
 
 class HelperFailed(PullFailed):
-    """A credential helper is missing, failed, or did not answer in time."""
+    """A credential helper is missing, failed, or did not answer in time: `helper` is the
+    docker-credential-NAME program, `where` the config key that names it
+    ("credsStore in /root/.docker/config.json")."""
 
-    def __init__(self, helper: str, message: str):
-        super().__init__(Failure(FailureClass.DENIED, redact(message)))
+    def __init__(self, helper: str, message: str, where: str = ""):
+        super().__init__(Failure(FailureClass.CREDENTIALS, printable(redact(message))))
         self.helper = helper
+        self.where = where
 
 
 def default_config_path() -> Path:
@@ -165,18 +171,18 @@ def run_helper(name: str, server: str, timeout: float, where: str) -> Auth | Non
     path = shutil.which(program)
     if path is None:
         raise HelperFailed(program, f"credential helper {program} ({where}) is not installed "
-                           "or not on PATH")
+                           "or not on PATH", where)
     try:
         proc = subprocess.Popen([path, "get"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, start_new_session=True)
     except OSError as e:
         raise HelperFailed(program, f"credential helper {program} ({where}) cannot run: "
-                           f"{e.strerror}") from e
+                           f"{e.strerror}", where) from e
     try:
         out, err = proc.communicate(server.encode(), timeout=max(timeout, 0.1))
     except subprocess.TimeoutExpired:
         raise HelperFailed(program, f"credential helper {program} ({where}) did not answer "
-                           f"within {timeout:.3g}s; it was stopped") from None
+                           f"within {timeout:.3g}s; it was stopped", where) from None
     finally:
         if proc.returncode is None:
             # Its own session, so this reaches whatever it started too (a prompt, a
@@ -191,13 +197,14 @@ def run_helper(name: str, server: str, timeout: float, where: str) -> Auth | Non
         if "credentials not found" in said.lower():
             return None
         raise HelperFailed(program, f"credential helper {program} ({where}) failed with exit "
-                           f"status {proc.returncode}: {said[:200]}")
+                           f"status {proc.returncode}: {said[:200]}", where)
     try:
         data = json.loads(text)
         user, secret = str(data["Username"]), str(data["Secret"])
     except (ValueError, KeyError, TypeError):
         raise HelperFailed(program, f"credential helper {program} ({where}) answered "
-                           "something that is not {\"Username\", \"Secret\"} JSON") from None
+                           "something that is not {\"Username\", \"Secret\"} JSON",
+                           where) from None
     if user == TOKEN_USERNAME:
         return Auth(identitytoken=secret, serveraddress=server)
     return Auth(username=user, password=secret, serveraddress=server)

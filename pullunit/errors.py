@@ -17,12 +17,13 @@ class ExitCode(enum.IntEnum):
     NOHOST = 68  # EX_NOHOST: registry host name does not resolve
     UNAVAILABLE = 69  # EX_UNAVAILABLE: registry/daemon unreachable, 5xx, stalled, rate limited
     SOFTWARE = 70  # EX_SOFTWARE: internal error (a bug)
+    OSFILE = 72  # EX_OSFILE: a layer corrupt twice (registry storage, a proxy, local disk)
     CANTCREAT = 73  # EX_CANTCREAT: no space left on device
     IOERR = 74  # EX_IOERR: cannot write units/state
     TEMPFAIL = 75  # EX_TEMPFAIL: lock held / try again
     PROTOCOL = 76  # EX_PROTOCOL: TLS verification failed
     NOPERM = 77  # EX_NOPERM: access denied by the registry; not root
-    CONFIG = 78  # EX_CONFIG: invalid configuration
+    CONFIG = 78  # EX_CONFIG: invalid configuration; a credential helper missing or failing
     ROLLED_BACK = 80  # update: the new image did not become ready; back on the previous one
     NOT_READY = 81  # the app did not become ready (readiness gate; update without rollback)
     SIGINT = 130

@@ -22,8 +22,10 @@ class HintContext:
     data_root: str | None = None
     free_bytes: int | None = None
     platform: str | None = None
-    # the docker-credential-NAME that is missing, failed or hung (a `denied` of this host)
+    # the docker-credential-NAME that is missing, failed or hung (class `credentials`),
+    # and the config key that names it ("credsStore in /root/.docker/config.json")
     credential_helper: str | None = None
+    credential_source: str | None = None
     # which of the puller's clocks ended the last attempt ("pull.deadline", ...), if one did
     cut_by: str | None = None
 
@@ -50,11 +52,18 @@ def fix_for(cls: FailureClass, ctx: HintContext) -> str:
         return (f"check that {ref} was pushed to {host} under that exact path and tag "
                 f"(a missing namespace is common); list tags with GET {url}"
                 f"{ref.remote_path}/tags/list")
-    if cls is FailureClass.DENIED and ctx.credential_helper:
-        helper = ctx.credential_helper
-        return (f"make {helper} answer without a prompt: try 'echo {host} | {helper} get' as "
-                "root (the pull unit runs as root), or remove it from credHelpers/credsStore "
-                "in that docker config, or set image.auth_file to a config without it")
+    if cls is FailureClass.CREDENTIALS:
+        # the helper named when the caller knows it (the puller, doctor); `status` knows
+        # only the class, and its message names the helper
+        helper = ctx.credential_helper or "docker-credential-NAME"
+        named = (f" ({ctx.credential_source})" if ctx.credential_source
+                 else " (credsStore/credHelpers of the docker config)")
+        server = "https://index.docker.io/v1/" if host == "docker.io" else host
+        return (f"this host's credential helper {helper}{named} must answer without a "
+                f"prompt: try 'echo {server} | {helper} get' as root (the pull unit runs as "
+                "root; install it on root's PATH, unlock its store), or remove it from "
+                "credsStore/credHelpers in that docker config, or set image.auth_file to a "
+                "config without it; the registry was not asked")
     if cls is FailureClass.DENIED:
         where = str(ctx.config_path) if ctx.config_path else "no docker config"
         who = "root (the pull unit runs as root)" if ctx.running_as_root else "this user"
@@ -101,6 +110,14 @@ def fix_for(cls: FailureClass, ctx: HintContext) -> str:
     if cls is FailureClass.PLATFORM:
         return (f"{ref} has no image for {ctx.platform or 'this platform'}: build and push a "
                 "multi-arch image, or set image.platform to what the image provides")
+    if cls is FailureClass.CORRUPT:
+        root = ctx.data_root or "/var/lib/docker"
+        return (f"a blob of {ref} did not match its digest (or did not unpack) twice, the "
+                "second time pulled from scratch: check this host's disk under "
+                f"{root} ('dmesg -T | tail -n 200', 'smartctl -a' on its device); if the "
+                "disk is fine, the registry's stored copy or a proxy in between is damaging "
+                f"it (fetch the blob from {url} and compare its sha256, push the image "
+                f"again); then 'docker image rm -f {ref}' and pull again")
     if cls is FailureClass.DIGEST_MISMATCH:
         return "the registry served a different digest than the one pinned: re-pin or investigate"
     if cls is FailureClass.VERIFY_FAILED:

@@ -5,8 +5,8 @@ suggestion for a typo, every error naming the file and the dotted key (exit 78),
 dataclasses out. No file means the defaults.
 
 One table of keys drives parsing and the unknown-key error, so a setting is declared
-once. Today: [metrics] and max_parallel_pulls. The file is meant to grow (host-wide
-mirrors as [[mirror]]): add a row to _SCHEMA and a field to HostConfig.
+once. Today: [metrics], [[mirror]] (mirrors.py) and max_parallel_pulls. To grow it, add
+a row to _SCHEMA and a field to HostConfig.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from .configvalues import (
     unknown,
 )
 from .errors import ConfigError
+from .mirrors import Mirror, parse_mirrors
 
 # Where Debian's prometheus-node-exporter reads *.prom files (its textfile collector).
 DEFAULT_METRICS_DIR = Path("/var/lib/prometheus/node-exporter")
@@ -66,6 +67,7 @@ def max_pulls(value: object, where: Where) -> int:
 class HostConfig:
     path: Path
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    mirrors: tuple[Mirror, ...] = ()  # [[mirror]]: endpoints per origin registry
     max_parallel_pulls: int = DEFAULT_MAX_PARALLEL_PULLS
 
 
@@ -79,6 +81,7 @@ def _table(cls: type, keys: Mapping[str, Parser]) -> Parser:
 # top-level key (a table or a value) -> (HostConfig field, parser)
 _SCHEMA: dict[str, tuple[str, Parser]] = {
     "metrics": ("metrics", _table(MetricsConfig, {"enabled": boolean, "dir": abs_path})),
+    "mirror": ("mirrors", parse_mirrors),
     "max_parallel_pulls": ("max_parallel_pulls", max_pulls),
 }
 

@@ -37,10 +37,13 @@ if TYPE_CHECKING:
     import random
 
     from . import retry
-    from .credentials import Credentials
+    from .credentials import Auth, Credentials
     from .dockerapi import Api
     from .hints import HintContext
+    from .mirrorpull import Served
+    from .mirrors import Endpoint, Mirror
     from .pullstream import Progress
+    from .ratelimit import RateLimit
 
 T = TypeVar("T")
 log = logging.getLogger("pullunit")
@@ -90,8 +93,10 @@ class Puller:
                  sleep: Callable[[float], None] = time.sleep,
                  ref: ImageRef | None = None, started: float | None = None,
                  on_record: Callable[[state.AppState], object] | None = None,
-                 max_parallel_pulls: int = 0):
+                 mirrors: tuple[Mirror, ...] = (), max_parallel_pulls: int = 0):
         self.app = app
+        self.mirrors = mirrors  # pullunit.toml's [[mirror]] tables (mirrors.py)
+        self.served: Served | None = None  # what a mirror served in the last attempt
         self.on_record = on_record  # after each failed attempt is saved (metrics)
         self.ref = ref or app.image.ref
         self.notifier = notifier or Notifier()
@@ -103,6 +108,11 @@ class Puller:
         self.engine: Engine | None = None  # enginelib.connect(), when first needed
         self.creds: Credentials | None = None
         self.cred_helper: str | None = None  # a credential helper that failed
+        self.cred_source: str | None = None  # the config key that names it
+        self.corrupt_retried = False  # a corrupt blob gets one fresh pull per run
+        # Retry-After (seconds) of the registry's answer to the quota HEAD after the
+        # last 429, None without one: for the retry loop to honour
+        self.retry_after: float | None = None
         self.cut_by: str | None = None  # the clock that ended the last attempt, if any
         self.last_failure: Failure | None = None  # the last one not made by a clock
         self.answered = False  # a probe succeeded in the current attempt
@@ -123,6 +133,7 @@ class Puller:
         can_fall_back = not prefetch and self._fallback_possible()
         while True:
             self.answered = self.probing = False
+            self.retry_after = None  # only this attempt's 429 says how long to wait
             try:
                 return self._attempt(prefetch, can_fall_back, probe=probe)
             except PullFailed as e:
@@ -138,7 +149,7 @@ class Puller:
             failures += 1
             self._report(failure, failures, prefetch)
             failed_at = self.clock()
-            retry_after = self._retry_after(rules) if _may_say_retry_after(failure) else None
+            retry_after = self._retry_after(failure, rules)
             asking = self.clock() - failed_at  # the wait counts from the failure
             now = retry.Situation(failure.cls, failed_at - self.start, retries, previous,
                                   can_fall_back, retry_after, probes, self.answered)
@@ -170,16 +181,21 @@ class Puller:
                      " (a probe first; the pull once it is answered)" if probe else "")
             self.sleep(delay)
 
-    def _retry_after(self, rules: retry.Rules) -> float | None:
-        """After a 429 or 503: the registry's Retry-After, asked with one manifest HEAD of
-        our own (the daemon's text has no headers), within retryafter.ASK_LIMIT, the
-        stall_timeout and what is left of the deadline."""
-        from . import retryafter
+    def _retry_after(self, failure: Failure, rules: retry.Rules) -> float | None:
+        """The registry's Retry-After after a 429 or a 503 (the daemon's text carries no
+        headers): read by the pull's own quota HEAD after a 429 (`_with_quota`), else
+        asked now with that HEAD (a probe's 429, a 503), within regclient.QUOTA_TIMEOUT,
+        the stall_timeout and what is left of the deadline. None without one."""
+        seconds = self.retry_after
+        # a pull's 429 was asked about inside its attempt (_with_quota): not twice
+        asked = failure.cls is FailureClass.RATE_LIMITED and not self.probing
+        if seconds is None and not asked and _may_say_retry_after(failure):
+            from .regclient import QUOTA_TIMEOUT
 
-        left = self.start + rules.effective_deadline - self.clock()
-        limit = min(retryafter.ASK_LIMIT, self.app.pull.stall_timeout, left)
-        auth = self.creds.auth if self.creds else None
-        seconds = retryafter.ask(self.ref, auth, limit)
+            left = self.start + rules.effective_deadline - self.clock()
+            limit = min(QUOTA_TIMEOUT, self.app.pull.stall_timeout, left)
+            quota = self._quota(limit) if limit > 0.2 else None
+            seconds = quota.retry_after if quota is not None else None
         if seconds is not None:
             log.info("%s asks to wait %s (Retry-After)", self.ref.registry, human(seconds))
         return seconds
@@ -211,10 +227,12 @@ class Puller:
                                     "locally and image.policy is \"never\"")
         cutoff = self._cutoff(self._rules(prefetch).effective_deadline, can_fall_back)
         self.attempts += 1  # a probe and the pull after it are one attempt
-        if probe:
+        # With mirrors an attempt goes to them first: a down origin must not keep the
+        # pull from them, so no probe of the origin gates it.
+        if probe and not self._endpoints():
             self._probe(cutoff)
         with self._pull_slot(cutoff):
-            pulled = self._pull_once(cutoff)
+            pulled = self._pull_fresh(cutoff)
         image = self._accept(pulled)
         return self._prefetched(image) if prefetch else self._ready(image, Source.PULLED)
 
@@ -277,7 +295,15 @@ class Puller:
         return self._engine().inspect(name)
 
     def _find_local(self) -> LocalImage | None:
-        return enginelib.find_local(self._engine(), self.ref)
+        image = enginelib.find_local(self._engine(), self.ref)
+        current = self.state.current
+        if (image is None and self.ref.digest and current is not None
+                and current.digest == self.ref.digest and self._same_image(current)):
+            # Served by a mirror while the origin could not be asked: Docker has no
+            # ORIGIN@DIGEST name for it, but the state knows its ID, which names its
+            # content. A start then needs neither the origin nor the mirror.
+            image = self._engine().inspect(current.image_id)
+        return image
 
     def _credentials(self, left: float) -> Credentials:
         """Credentials for the ref, once per run; a credential helper gets at most
@@ -290,9 +316,9 @@ class Puller:
                     self.ref, self.app.image.auth_file,
                     helper_timeout=max(0.0, min(credentials.HELPER_TIMEOUT, left)))
             except credentials.HelperFailed as e:
-                self.cred_helper = e.helper
+                self.cred_helper, self.cred_source = e.helper, e.where
                 raise
-            self.cred_helper = None
+            self.cred_helper = self.cred_source = None
         return self.creds
 
     def _cutoff(self, deadline: float, can_fall_back: bool) -> Cutoff:
@@ -360,6 +386,72 @@ class Puller:
                                 f"{cut.why} ({human(cut.at - self.start)}) passed while "
                                 f"waiting for a pull slot: {e}") from None
 
+    def _pull_fresh(self, cutoff: Cutoff) -> LocalImage:
+        """A pull; when a blob comes corrupt (its bytes do not match its digest, or it
+        does not unpack), what the pull could have left under the ref goes and the image
+        is pulled once more from scratch within the same cutoff (field guide 9.3). Once
+        per run: corrupt again is `corrupt`, permanent. The daemon does not retry such a
+        blob itself, and drops the layers it had registered for the failed pull.
+        A 429 gets the registry's own numbers added (`_with_quota`)."""
+        try:
+            try:
+                return self._pull_once(cutoff)
+            except PullFailed as e:
+                if e.failure.cls is not FailureClass.CORRUPT or self.corrupt_retried:
+                    raise
+                self.corrupt_retried = True
+                log.warning("pull of %s: %s; removing what the pull left and pulling once "
+                            "more from scratch", self.ref, e.failure.message)
+            self._remove_partial()
+            self.attempts += 1
+            return self._pull_once(cutoff)
+        except PullFailed as e:
+            if e.failure.cls is FailureClass.RATE_LIMITED:
+                raise self._with_quota(e, cutoff) from None
+            raise
+
+    def _with_quota(self, e: PullFailed, cutoff: Cutoff) -> PullFailed:
+        """A 429: the daemon does not pass on the registry's quota headers, so one manifest
+        HEAD of our own (not counted as a pull by Docker Hub), with the pull's
+        credentials, within QUOTA_TIMEOUT and what is left of the attempt, reads them.
+        Their numbers go into the failure's message (so the log line, STATUS= and the
+        state say "N of M pulls left in the window ..."); a Retry-After is kept in
+        `self.retry_after` for the retry loop. Nothing is added when the registry sends
+        no quota or cannot be asked."""
+        from .regclient import QUOTA_TIMEOUT
+
+        self.retry_after = None
+        left = min(QUOTA_TIMEOUT, cutoff.at - self.clock())
+        if left < 0.2:
+            return e
+        quota = self._quota(left)
+        if quota is None:
+            return e
+        self.retry_after = quota.retry_after
+        said = quota.describe() if quota.known else f"Retry-After {human(quota.retry_after or 0)}"
+        return PullFailed(Failure(e.failure.cls, f"{self.ref.registry}: {said}; "
+                                                 f"{e.failure.message}"), e.hint)
+
+    def _quota(self, timeout: float) -> RateLimit | None:
+        """The registry's quota, asked directly (the edge: regclient)."""
+        from .regclient import quota_after_429
+
+        auth = self.creds.auth.as_dict() if self.creds and self.creds.auth else {}
+        return quota_after_429(self.ref, auth, timeout)
+
+    def _remove_partial(self) -> None:
+        """Untag the ref (removing its image when nothing else names it, as 'docker
+        image rm' does) unless the image is one of the app's known-good images
+        (current, prefetched, history): those passed their checks and may be needed
+        for a fallback. Dangling layers are the daemon's to collect."""
+        local = self._find_local()
+        st = self.state
+        good = {e.image_id for e in (st.prefetched, st.current, *st.history) if e is not None}
+        if local is not None and local.id not in good:
+            name = enginelib.local_name(self.ref)
+            log.info("removing %s (%s) before pulling it again", name, local.id[:19])
+            self._engine().release(name)
+
     def _pull_once(self, cutoff: Cutoff | None = None) -> LocalImage:
         """One attempt. Every wait in it (credential helper, the daemon, the registry
         behind it) ends by stall_timeout or the cutoff, whichever comes first."""
@@ -368,29 +460,14 @@ class Puller:
         self.cut_by = None
         engine = self._engine()
         creds = self._credentials(cut.at - self.clock())
+        self.served = None
+        if self._endpoints():
+            self.served = self._from_mirrors(engine, creds.auth, cut)
+            if self.served is not None:
+                return self.served.image
         log.info("pulling %s (attempt %d)", self.ref, self.attempts)
         self.notifier.status(f"pulling {self.ref} (attempt {self.attempts})")
-        stream = engine.pull(self.ref, self.app.image.platform, creds.auth,
-                             silence_limit=min(pull.stall_timeout, cut.at - self.clock()))
-        from .progress import Reporter
-        from .pullstream import Progress
-
-        progress = Progress.empty()
-        reporter = Reporter(self.notifier, str(self.ref))
-        last_progress = self.clock()
-        try:
-            for msg in stream.messages(POLL):
-                now = self.clock()
-                if msg is not None and progress.update(msg):
-                    last_progress = now
-                    reporter.update(progress.done, progress.total)
-                if now >= cut.at:
-                    raise self._cut(cut, stream, progress)
-                if now - last_progress > pull.stall_timeout:
-                    raise self._stalled(engine, stream, progress)
-        finally:
-            stream.abort()
-            reporter.finish()
+        self._follow(engine, self.ref, creds.auth, cut)
         image = self._find_local()
         if image is None:
             if self.ref.digest:
@@ -401,33 +478,107 @@ class Puller:
                                 f"the daemon reported {self.ref} pulled, but it is not present")
         return image
 
-    def _where(self, stream: PullStream, progress: Progress) -> str:
+    def _follow(self, engine: Engine, ref: ImageRef, auth: Auth | None, cut: Cutoff) -> None:
+        """Pull ref through the daemon, reading its progress to the end; raises PullFailed
+        when the daemon reports an error, nothing moves for stall_timeout, or `cut` ends
+        the attempt (the socket is dropped: dockerd cancels the pull)."""
+        pull = self.app.pull
+        stream = engine.pull(ref, self.app.image.platform, auth,
+                             silence_limit=min(pull.stall_timeout, cut.at - self.clock()))
+        from .progress import Reporter
+        from .pullstream import Progress
+
+        progress = Progress.empty()
+        reporter = Reporter(self.notifier, str(ref))
+        last_progress = self.clock()
+        try:
+            for msg in stream.messages(POLL):
+                now = self.clock()
+                if msg is not None and progress.update(msg):
+                    last_progress = now
+                    reporter.update(progress.done, progress.total)
+                if now >= cut.at:
+                    raise self._cut(cut, stream, progress, ref)
+                if now - last_progress > pull.stall_timeout:
+                    raise self._stalled(engine, stream, progress, ref)
+        finally:
+            stream.abort()
+            reporter.finish()
+
+    # -- mirrors (mirrors.py, mirrorpull.py) --------------------------------------------
+    def _endpoints(self) -> tuple[Endpoint, ...]:
+        from .mirrors import endpoints_for
+
+        return endpoints_for(self.ref, self.mirrors, self.app.image.mirrors)
+
+    def _from_mirrors(self, engine: Engine, auth: Auth | None, cut: Cutoff) -> Served | None:
+        """The image from a mirror of the registry, named as the origin names it; None:
+        no mirror served it, pull from the origin."""
+        from . import credentials
+        from .mirrorpull import MirrorPull
+
+        def follow(ref: ImageRef, ref_auth: Auth | None, limit: float | None) -> None:
+            if limit is None:
+                return self._follow(engine, ref, ref_auth, cut)
+            try:  # a step with its own shorter bound: its end is no cut of the attempt
+                self._follow(engine, ref, ref_auth,
+                             Cutoff(min(cut.at, self.clock() + limit), cut.why))
+            finally:
+                self.cut_by = None
+
+        def creds_for(ref: ImageRef, limit: float) -> Credentials:
+            # The mirror host's own credentials: the origin's never go to another host.
+            return credentials.credentials(ref, self.app.image.auth_file,
+                                           helper_timeout=min(credentials.HELPER_TIMEOUT, limit))
+
+        return MirrorPull(engine, self.ref, self._endpoints(), origin_auth=auth,
+                          follow=follow, credentials=creds_for,
+                          left=lambda: cut.at - self.clock(),
+                          stall_timeout=self.app.pull.stall_timeout,
+                          status=self.notifier.status).run()
+
+    def _digest_of(self, image: LocalImage) -> str | None:
+        """The registry digest of image for the app's ref; for one a mirror served that
+        the origin could not name, the digest the mirror served it by (and the one it
+        had when it became current: an image ID names its content)."""
+        digest = image.digest_for(self.ref)
+        served, current = self.served, self.state.current
+        if digest is None and served is not None and served.image.id == image.id:
+            digest = served.digest
+        if (digest is None and current is not None and current.image_id == image.id
+                and self._same_image(current)):
+            digest = current.digest
+        return digest
+
+    def _where(self, stream: PullStream, progress: Progress, ref: ImageRef) -> str:
         if not stream.answered:
-            return f"before {self.ref.registry} answered the request for {self.ref}"
+            return f"before {ref.registry} answered the request for {ref}"
         where = f"with {_mb(progress.done)} of {_mb(progress.total)} done"
         if progress.retrying:
             where += " (the daemon was retrying a failed layer download)"
         return where
 
-    def _stalled(self, engine: Engine, stream: PullStream, progress: Progress) -> PullFailed:
+    def _stalled(self, engine: Engine, stream: PullStream, progress: Progress,
+                 ref: ImageRef) -> PullFailed:
         stall = human(self.app.pull.stall_timeout)
         if not stream.answered:
             # dockerd answers a pull once it has the manifest: silence is the registry's,
             # unless the daemon itself is stuck.
             if not engine.ping():
-                return EngineUnavailable(f"it accepted the pull of {self.ref} but sent nothing "
+                return EngineUnavailable(f"it accepted the pull of {ref} but sent nothing "
                                          f"for {stall} and does not answer a ping", engine.host)
-            return enginelib.registry_silent(self.ref, self.app.pull.stall_timeout)
+            return enginelib.registry_silent(ref, self.app.pull.stall_timeout)
         return PullFailed.of(FailureClass.STALLED,
-                             f"pull of {self.ref} made no progress for {stall} "
-                             f"(pull.stall_timeout) {self._where(stream, progress)}")
+                             f"pull of {ref} made no progress for {stall} "
+                             f"(pull.stall_timeout) {self._where(stream, progress, ref)}")
 
-    def _cut(self, cut: Cutoff, stream: PullStream, progress: Progress) -> PullFailed:
+    def _cut(self, cut: Cutoff, stream: PullStream, progress: Progress,
+             ref: ImageRef) -> PullFailed:
         """A clock ended the attempt: say which, and keep what really went wrong before
         (a 503 does not become a "stall" because the deadline came during the retry)."""
         self.cut_by = cut.why
         passed = (f"{cut.why} ({human(cut.at - self.start)}) passed during attempt "
-                  f"{self.attempts}, {self._where(stream, progress)}")
+                  f"{self.attempts}, {self._where(stream, progress, ref)}")
         last = self.last_failure
         moving = stream.answered and progress.done > 0 and not progress.retrying
         if last is not None and not moving:
@@ -449,9 +600,9 @@ class Puller:
         image). A fallback is an older good image chosen on purpose: a pinned digest does
         not reject it."""
         if (not fallback and self.ref.digest
-                and image.digest_for(self.ref) != self.ref.digest):
+                and self._digest_of(image) != self.ref.digest):
             raise PullFailed.of(FailureClass.DIGEST_MISMATCH,
-                                f"image has digest {image.digest_for(self.ref)}, pinned "
+                                f"image has digest {self._digest_of(image)}, pinned "
                                 f"{self.ref.digest}")
         want = self.app.image.platform or (None if self._is_current(image) else
                                            self._look(lambda e: e.platform()))
@@ -477,7 +628,7 @@ class Puller:
     def _ready(self, image: LocalImage, source: Source,
                failure: Failure | None = None) -> Outcome:
         done = activate(self.app, self.state, self.ref, image, failure=failure,
-                        api=self._api, engine=self.engine)
+                        digest=self._digest_of(image), api=self._api, engine=self.engine)
         self.state = done.state
         reference = done.reference
         elapsed = self.clock() - self.start
@@ -498,7 +649,7 @@ class Puller:
         reference = image.run_reference(self.ref)
         before = self.state
         self.state = state.record_prefetch(self.state, str(self.app.image.ref), reference,
-                                           image.digest_for(self.ref), image.id)
+                                           self._digest_of(image), image.id)
         state.save(self.state)
         if self.engine is not None:
             hold_history(self.app.name, before, self.state, image, self.engine)
@@ -536,7 +687,7 @@ class Puller:
         from .hints import HintContext
 
         data_root = free = None
-        if cls is FailureClass.DISK_FULL and self.engine is not None:
+        if cls in (FailureClass.DISK_FULL, FailureClass.CORRUPT) and self.engine is not None:
             try:
                 data_root = self.engine.data_root()
                 st = os.statvfs(data_root)
@@ -549,7 +700,8 @@ class Puller:
                            auth_file_configured=self.app.image.auth_file is not None,
                            running_as_root=os.geteuid() == 0, data_root=data_root,
                            free_bytes=free, platform=self.app.image.platform,
-                           credential_helper=self.cred_helper, cut_by=self.cut_by)
+                           credential_helper=self.cred_helper,
+                           credential_source=self.cred_source, cut_by=self.cut_by)
 
 
 def _may_say_retry_after(failure: Failure) -> bool:

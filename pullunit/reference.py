@@ -29,7 +29,6 @@ _REMAINDER = re.compile(
 DIGEST_RE = re.compile(rf"\A{_DIGEST}\Z", re.ASCII)
 
 DEFAULT_REGISTRY = "docker.io"
-HUB_API_HOST = "registry-1.docker.io"  # where dockerd sends docker.io requests
 NAME_TOTAL_LENGTH_MAX = 255
 
 
@@ -86,6 +85,23 @@ class ImageRef:
         if self.digest:
             s += f"@{self.digest}"
         return s
+
+
+def parse_registry(text: str) -> str:
+    """A registry host[:port] on its own (a mirror endpoint, an origin in pullunit.toml),
+    by the same grammar as the registry part of a reference: no scheme, path or user."""
+    if not isinstance(text, str) or not text:
+        raise BadReference("registry host is empty")
+    hint = ""
+    if "://" in text:
+        hint = " (no scheme: the daemon chooses https, or http for an insecure registry)"
+    elif "@" in text:
+        hint = " (no credentials: they come from the docker config of the host)"
+    elif "/" in text:
+        hint = " (no path: a registry is HOST[:PORT])"
+    if hint or not _DOMAIN_RE.fullmatch(text):
+        raise BadReference(f"invalid registry host {text!r}{hint}; expected HOST[:PORT]")
+    return text
 
 
 def _looks_like_domain(first: str) -> bool:

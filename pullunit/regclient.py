@@ -1,6 +1,8 @@
 """Doctor's registry client: WWW-Authenticate parsing, and a registry session the way
 dockerd holds one (the token flow, redirects, Authorization dropped off the host), over
-boundedhttp.py's requests, each bounded by the caller's deadline."""
+boundedhttp.py's requests, each bounded by the caller's deadline. Also the registry's pull
+quota (`read_rate_limit`, one manifest HEAD) for doctor and for the puller after a 429
+(`quota_after_429`)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,8 @@ import ssl
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .boundedhttp import (
     Deadline,
@@ -25,6 +28,10 @@ from .boundedhttp import (
     request,
     resolve,
 )
+
+if TYPE_CHECKING:
+    from .ratelimit import RateLimit
+    from .reference import ImageRef
 
 _CHALLENGE = re.compile(r"\s*([A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]*)(?:\s+(.*))?$", re.S)
 _PARAM = re.compile(r'\s*([A-Za-z0-9!#$%&\'*+.^_`|~-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))'
@@ -152,7 +159,9 @@ class Session:
         for _ in range(redirects + 1):
             u = urllib.parse.urlsplit(url)
             scheme, host = u.scheme or self.endpoint.scheme, u.hostname or self.endpoint.host
-            port = u.port or (443 if scheme == "https" else 80)
+            # a relative URL is the registry's own: its port too
+            port = u.port or (self.endpoint.port if not u.hostname
+                              else 443 if scheme == "https" else 80)
             path = (u.path or "/") + (f"?{u.query}" if u.query else "")
             ep = self._endpoint_for(scheme, host, port, deadline)
             r = request(ep, method, path, headers, deadline,
@@ -178,7 +187,9 @@ class Session:
         for _ in range(4):
             u = urllib.parse.urlsplit(url)
             scheme, host = u.scheme or self.endpoint.scheme, u.hostname or self.endpoint.host
-            port = u.port or (443 if scheme == "https" else 80)
+            # a relative URL is the registry's own: its port too
+            port = u.port or (self.endpoint.port if not u.hostname
+                              else 443 if scheme == "https" else 80)
             path = (u.path or "/") + (f"?{u.query}" if u.query else "")
             ep = self._endpoint_for(scheme, host, port, deadline)
             r = download_once(ep, path, headers, deadline, want, stall)
@@ -245,3 +256,80 @@ class Session:
             raise TokenError(TokenProblem.NO_TOKEN,
                              f"the token service {shown} returned no token")
         return {"Authorization": f"Bearer {token}"}
+
+
+# --- the pull quota: one manifest HEAD ---
+
+HUB_API_HOST = "registry-1.docker.io"  # where dockerd sends docker.io requests
+QUOTA_TIMEOUT = 3.0  # the puller's look at the quota after a 429: short, it is a courtesy
+_HEAD_ACCEPT = ", ".join((
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+))
+
+
+@dataclass(frozen=True)
+class QuotaReading:
+    status: int  # of the HEAD: 200, or 429 when the quota is used up
+    rate_limit: RateLimit
+
+
+def read_rate_limit(session: Session, ref: ImageRef, auth: Mapping[str, Any],
+                    deadline: Deadline,
+                    authorization: Mapping[str, str] | None = None) -> QuotaReading:
+    """The registry's pull quota for ref, from a manifest HEAD (Docker Hub does not count
+    a HEAD as a pull) sent with the pull's credentials: Docker Hub counts per account when
+    authenticated, per address when not. `authorization` when the caller has it already;
+    else GET /v2/ and its challenge decide it, as dockerd does before a pull. Raises what
+    Session raises (OSError, ssl.SSLError, http.client.HTTPException, ValueError,
+    TokenError); no credential is ever part of an error."""
+    import time
+
+    from .ratelimit import from_headers
+
+    if authorization is None:
+        ping = session.fetch("GET", "/v2/", {}, deadline)
+        challenge = (pick_challenge(ping.headers.get_all("WWW-Authenticate") or [])
+                     if ping.status == 401 else None)
+        authorization = session.authorization(challenge, ref.remote_path, auth, deadline)
+    path = f"/v2/{ref.remote_path}/manifests/{ref.digest or ref.tag or 'latest'}"
+    r = session.fetch("HEAD", path, {**authorization, "Accept": _HEAD_ACCEPT}, deadline)
+    return QuotaReading(r.status, from_headers(r.headers.items(), time.time()))
+
+
+def quota_after_429(ref: ImageRef, auth: Mapping[str, Any], timeout: float,
+                    certs_d: Path = Path("/etc/docker/certs.d")) -> RateLimit | None:
+    """The puller's look at the quota after the daemon reported a 429: straight to the
+    registry (https with the system CAs and certs.d/REGISTRY, plain http for loopback,
+    which dockerd treats as insecure), everything within `timeout`. None when the
+    registry sends no quota or cannot be asked directly (a host that needs the daemon's
+    proxy): the pull goes on either way."""
+    from .credentials import HUB_NAMES
+    from .dockerconf import is_loopback, registry_port
+
+    deadline = Deadline.after(timeout)
+    hub = ref.registry in HUB_NAMES
+    host = HUB_API_HOST if hub else ref.host
+    plain = is_loopback(host)
+    scheme = "http" if plain else "https"
+    port = (None if hub else registry_port(ref.registry)) or (80 if plain else 443)
+    try:
+        context = None
+        if not plain:
+            from .boundedhttp import load_certs_dir
+
+            context = ssl.create_default_context()
+            load_certs_dir(context, certs_d / ref.registry)
+        family, sockaddr = resolve(host, port, deadline)[0]
+        session = Session(Endpoint(scheme, host, port, sockaddr, family, context))
+        reading = read_rate_limit(session, ref, auth, deadline)
+    except (OSError, ssl.SSLError, http.client.HTTPException, ValueError, TokenError) as e:
+        import logging
+
+        logging.getLogger("pullunit").debug("no quota from %s: %s", ref.registry,
+                                            describe_oserror(e))
+        return None
+    return reading.rate_limit if reading.rate_limit.known or \
+        reading.rate_limit.retry_after is not None else None

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import jinja2
 
-from . import health, paths
+from . import dockerflags, health, paths
 from .config import DEFAULT_CONFIG_DIR, AppConfig
 from .durations import format_timespan
 from .errors import ConfigError
 from .escape import environment_assignment, exec_line, path_value, unit_value
+from .netkeys import signal_number
 
 PULL_TEMPLATE = "pull.service.j2"
 RUN_TEMPLATE = "run.service.j2"
@@ -28,7 +29,8 @@ IMAGE_VARIABLE = "${PULLUNIT_IMAGE}"
 UNIT_LINE_MAX = 1024 * 1024 - 1
 # The config key (or table) each directive is made of, for the message when a line is too long.
 _SOURCES = {
-    "Description": "unit.description", "ExecStart": "run", "Requires": "unit.requires",
+    "Description": "unit.description", "ExecStart": "run", "ExecStartPre": "run",
+    "Requires": "unit.requires",
     "Wants": "unit.wants", "After": "unit.after", "WantedBy": "unit.wanted_by",
 }
 # The gate starts while docker run starts the container; on a busy host its interpreter
@@ -67,12 +69,17 @@ def make_environment(config_dir: Path) -> jinja2.Environment:
 
 
 def marker(app: AppConfig) -> str:
-    return f"{paths.MARKER_PREFIX}{app.path}; do not edit, run 'pullunit generate'."
+    """The first line names the main file (unitfiles.marker_source prunes by it); the
+    drop-ins that applied follow, one comment line each."""
+    first = f"{paths.MARKER_PREFIX}{app.path}; do not edit, run 'pullunit generate'."
+    return "\n".join([first, *(f"# with drop-in {p}" for p in app.dropins)])
 
 
-def docker_run_argv(app: AppConfig) -> list[str]:
+def docker_run_argv(app: AppConfig, verb: str = "run") -> list[str]:
+    """`docker run` of the container (`docker create` with the same flags, see
+    start_commands), ending in the image slot and the command."""
     run = app.run
-    argv = [paths.DOCKER, "run", "--rm", "--name", run.name, "--pull=never",
+    argv = [paths.DOCKER, verb, "--rm", "--name", run.name, "--pull=never",
             "--label", f"pullunit.app={app.name}"]
     if run.entrypoint is not None:
         argv += ["--entrypoint", run.entrypoint]
@@ -84,15 +91,60 @@ def docker_run_argv(app: AppConfig) -> list[str]:
         argv += ["--publish", p]
     for v in run.volumes:
         argv += ["--volume", v]
-    if run.network:
-        argv += ["--network", run.network]
+    for secret in run.secrets:  # the contents stay out of argv: a mount of systemd's copy
+        argv += ["--mount", secret.mount(app.run_unit)]
+    if run.networks:
+        argv += dockerflags.network_flags(run.networks[0])
     if run.user:
         argv += ["--user", run.user]
+    argv += dockerflags.container_flags(run)
     argv += list(run.docker_args)
     argv += health.docker_flags(app.health)
     argv.append(IMAGE_VARIABLE)
     argv += list(run.command)
     return argv
+
+
+@dataclass(frozen=True)
+class StartCommands:
+    """The run unit's ExecStartPre= commands after the cleanup, and its ExecStart=."""
+
+    pre: list[list[str]]
+    start: list[str]
+
+
+def start_commands(app: AppConfig) -> StartCommands:
+    """`docker run` stays the main process unless the container joins more than one
+    network: Docker 20.10 (API 1.41) attaches a container to one network when it creates
+    it, so then it is `docker create`, `docker network connect` for each further network,
+    and `docker start --attach` as the main process, which exits as docker run does (the
+    container's status; --rm still removes it)."""
+    nets = app.run.networks
+    if len(nets) <= 1:
+        return StartCommands([], docker_run_argv(app))
+    pre = [docker_run_argv(app, "create")]
+    pre += [dockerflags.connect_argv(net, app.run.name) for net in nets[1:]]
+    return StartCommands(pre, [paths.DOCKER, "start", "--attach", app.run.name])
+
+
+def _exec_with_image(app: AppConfig, argv: list[str]) -> str:
+    """exec_line() of a command whose image slot is ${PULLUNIT_IMAGE}, if it has one."""
+    if argv[1] not in ("run", "create"):
+        return exec_line(argv)
+    image_at = len(argv) - len(app.run.command) - 1
+    assert argv[image_at] == IMAGE_VARIABLE
+    return exec_line(argv, raw_at=frozenset({image_at}))
+
+
+def success_exit_status(app: AppConfig) -> str:
+    """docker run exits 128+N when the container dies of signal N: SIGTERM (systemd's, or
+    docker stop's), or the container's stop_signal."""
+    codes = [143]
+    if app.run.stop_signal:
+        number = signal_number(app.run.stop_signal)
+        if number is not None and 128 + number not in codes:
+            codes.append(128 + number)
+    return " ".join(map(str, codes))
 
 
 def pull_argv(app: AppConfig, config_dir: Path, executable: str) -> list[str]:
@@ -136,9 +188,7 @@ def gate_argv(app: AppConfig, executable: str) -> list[str]:
 
 def context(app: AppConfig, config_dir: Path, executable: str) -> dict[str, object]:
     stop_seconds = math.ceil(app.run.stop_timeout)
-    run_argv = docker_run_argv(app)
-    image_at = len(run_argv) - len(app.run.command) - 1
-    assert run_argv[image_at] == IMAGE_VARIABLE
+    commands = start_commands(app)
     return {
         "app": app,  # raw config, for admin templates; escape with the values below
         "marker": marker(app),
@@ -153,9 +203,12 @@ def context(app: AppConfig, config_dir: Path, executable: str) -> dict[str, obje
                         for var, value in paths.relocations()],
         "rm_exec": exec_line(rm_argv(app)),
         "stop_post_exec": exec_line(stop_post_argv(app)),
-        "run_exec": exec_line(run_argv, raw_at=frozenset({image_at})),
+        "create_execs": [_exec_with_image(app, argv) for argv in commands.pre],
+        "run_exec": _exec_with_image(app, commands.start),
+        "success_exit_status": success_exit_status(app),
         "stop_exec": exec_line([paths.DOCKER, "stop", "--time", str(stop_seconds),
                                 app.run.name]),
+        "load_credentials": [s.directive() for s in app.run.secrets],
         "restart": app.run.restart.value,
         "restart_sec": format_timespan(app.run.restart_sec),
         # docker stop gets its grace period; systemd's own timeout is only a backstop.
@@ -181,8 +234,26 @@ def render_app(app: AppConfig, env: jinja2.Environment, config_dir: Path,
         if not text.endswith("\n"):
             text += "\n"
         check_line_lengths(app, name, text)
+        if template == RUN_TEMPLATE:
+            _check_creates(app, ctx, text, env)
         units.append(UnitFile(name, text))
     return units
+
+
+def _check_creates(app: AppConfig, ctx: dict[str, object], text: str,
+                   env: jinja2.Environment) -> None:
+    """With several networks ExecStart= only starts the container that ExecStartPre=
+    created: a run template (an admin's older override) without create_execs would give
+    a unit that can never start."""
+    creates = ctx["create_execs"]
+    assert isinstance(creates, list)
+    lines = text.split("\n")
+    if any(f"ExecStartPre={c}" not in lines for c in creates):
+        source = env.get_template(RUN_TEMPLATE).filename
+        raise ConfigError(
+            f"{app.path}: run.networks: {len(app.run.networks)} networks need the run unit to "
+            f"create the container first, but the template {source} does not render "
+            "create_execs", "add the create_execs loop of the shipped run.service.j2")
 
 
 def check_line_lengths(app: AppConfig, unit: str, text: str) -> None:
@@ -192,7 +263,7 @@ def check_line_lengths(app: AppConfig, unit: str, text: str) -> None:
         if size > UNIT_LINE_MAX:
             directive = line.split("=", 1)[0][:40]
             key = _SOURCES.get(directive)
-            where = f"{app.path}: {key}" if key else str(app.path)
+            where = f"{app.file_of(*key.split('.'))}: {key}" if key else str(app.path)
             raise ConfigError(
                 f"{where}: {directive}= of {unit} would be a line of {size} bytes; systemd "
                 f"reads at most {UNIT_LINE_MAX} bytes per line (LONG_LINE_MAX) and would "

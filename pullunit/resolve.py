@@ -26,7 +26,8 @@ def remote_digest(engine: Engine, app: AppConfig, ref: ImageRef | None = None) -
     try:
         creds = credentials(ref, app.image.auth_file, helper_timeout=min(limit, 10.0))
     except HelperFailed as e:
-        e.hint = fix_for(e.failure.cls, HintContext(ref=ref, credential_helper=e.helper))
+        e.hint = fix_for(e.failure.cls, HintContext(ref=ref, credential_helper=e.helper,
+                                                    credential_source=e.where))
         raise
     try:
         return engine.remote_digest(ref, creds.auth, limit)

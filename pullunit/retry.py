@@ -36,6 +36,9 @@ from .config import AppConfig, Policy, PullConfig
 from .durations import human
 
 PREFETCH_DEADLINE = 600.0  # a background prefetch gives up sooner than a blocked start
+# A registry asking for more than this is not taken at its word (a bogus date, a typo):
+# the deadline and refresh_timeout still apply below it.
+RETRY_AFTER_MAX = 3600.0
 
 # The registry (or the way to it) is not serving: a probe tells cheaply when it is back.
 # Not daemon_unavailable (the probe goes through the daemon too: the attempt is as cheap),
@@ -143,8 +146,9 @@ def decide(rules: Rules, now: Situation, rng: random.Random) -> Decision:
         reason = "backoff"
     if cls is FailureClass.RATE_LIMITED and delay < rules.rate_limit_delay:
         delay, reason = rules.rate_limit_delay, "rate limited: at least pull.rate_limit_delay"
-    if now.retry_after is not None and delay < now.retry_after:
-        delay, reason = now.retry_after, "the registry's Retry-After"
+    asked = None if now.retry_after is None else min(now.retry_after, RETRY_AFTER_MAX)
+    if asked is not None and delay < asked:
+        delay, reason = asked, "the registry's Retry-After"
     drawn = delay
     # Wake up in time to fall back when refresh_timeout ends. A daemon_unavailable run
     # wakes too: the next failure may be one that can fall back.

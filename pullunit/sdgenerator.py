@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .config import config_dir_from_env
+from .dropins import orphan_dirs, orphan_warning
 from .errors import PullunitError
 from .unitfiles import generate
 
@@ -64,6 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     for err in result.errors:
         _log(3, f"{err.message}; its units were not generated")
+    for d in orphan_dirs(config_dir):
+        _log(4, orphan_warning(d))
     return 1 if result.errors else 0
 
 

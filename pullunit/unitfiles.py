@@ -92,7 +92,8 @@ def _unique_container_names(rendered: list[Rendered], config_dir: Path, files: l
         owner = owners.setdefault(r.app.run.name, r.app.path)
         if owner != r.app.path:
             result.errors.append(ConfigError(
-                f"{r.app.path}: run.name: container name {r.app.run.name!r} is already used "
+                f"{r.app.file_of('run', 'name')}: run.name: container name "
+                f"{r.app.run.name!r} is already used "
                 f"by {owner}; each app needs its own"))
             result.apps.remove(r.app)
             continue

@@ -13,7 +13,8 @@ with no apps, only the host checks run (daemon, disk, daemon_config, proxy).
   [{"app": "web" | null, "target": "registry.example.com/team/app:1.2.3" | null,
     "platform": "linux/amd64" | null, "ok": true | false,
     "checks": [{"check": ID, "status": "pass" | "warn" | "fail" | "skip",
-                "detail": "...", "hint": "..." (empty when there is nothing to do)}],
+                "detail": "...", "hint": "..." (empty when there is nothing to do),
+                "data": {...} (rate_limit only: the registry's quota, numbers)}],
     "host": {fingerprint}, "repeat": {...} (only with --repeat)}]
 
 "app" is null for an image reference; "target" is null for the host-only run; "platform"
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import re
 import sys
 from pathlib import Path
@@ -55,13 +57,17 @@ from ..doctor import (
 )
 from ..durations import DurationError, human, parse_duration
 from ..errors import ConfigError, ExitCode, PullunitError
+from ..hostconfig import load_host
 from ..log import use_color
+from ..mirrors import Mirror, endpoints_for
+from ..reference import BadReference, ImageRef, parse_reference
 
+log = logging.getLogger("pullunit")
 _BARE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
 _COLORS = {Status.PASS: "32", Status.WARN: "33", Status.FAIL: "1;31", Status.SKIP: "2"}
 
 
-def _app_target(app: AppConfig) -> Target:
+def _app_target(app: AppConfig, host: tuple[Mirror, ...] = ()) -> Target:
     from .. import pinning
 
     pin = pinning.answer(app)
@@ -70,18 +76,34 @@ def _app_target(app: AppConfig) -> Target:
         pinned_by = f"{pinning.lock_path(app)}, from 'pullunit {pin.lock.source}'"
     return Target(reference=str(pin.ref), app=app.name, platform=app.image.platform,
                   auth_file=app.image.auth_file, policy=str(app.image.policy),
-                  pinned_by=pinned_by)
+                  pinned_by=pinned_by, mirrors=_mirrors(pin.ref, host, app.image.mirrors))
+
+
+def _mirrors(ref: ImageRef, host: tuple[Mirror, ...],
+             override: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    return tuple(e.host for e in endpoints_for(ref, host, override))
+
+
+def _host_mirrors(cfg: Path) -> tuple[Mirror, ...]:
+    """pullunit.toml's [[mirror]]; a broken file is said, and the checks go on without
+    it (doctor is for finding out what is wrong)."""
+    try:
+        return load_host(cfg).mirrors
+    except ConfigError as e:
+        log.error("%s; its mirrors are not checked", e.message)
+        return ()
 
 
 def _targets(args: argparse.Namespace) -> list[tuple[str | None, Target | None, Check | None]]:
     """(app name, target, config failure) for each thing to check."""
     cfg = config_dir(args)
     target: str | None = args.target
+    host = _host_mirrors(cfg)
     if target is None:
         out: list[tuple[str | None, Target | None, Check | None]] = []
         for path in app_files(cfg):
             try:
-                out.append((app_name_of(path), _app_target(load_app(path)), None))
+                out.append((app_name_of(path), _app_target(load_app(path), host), None))
             except ConfigError as e:
                 out.append((app_name_of(path), None,
                             Check(CONFIG_CHECK, Status.FAIL, e.message,
@@ -89,17 +111,21 @@ def _targets(args: argparse.Namespace) -> list[tuple[str | None, Target | None, 
         return out or [(None, None, None)]
     if target.endswith(".toml"):
         app = load_app(Path(target))
-        return [(app.name, _app_target(app), None)]
+        return [(app.name, _app_target(app, host), None)]
     path = cfg / f"{target}.toml"
     if "/" not in target and path.exists():
         app = load_app(path)
-        return [(app.name, _app_target(app), None)]
+        return [(app.name, _app_target(app, host), None)]
     if _BARE_NAME.match(target):
         # A bare word is an app name or a tagless reference; neither can be checked.
         raise ConfigError(f"{target!r} is neither an app ({path} does not exist) nor an image "
                           "reference with a tag or digest",
                           f"name an app in {cfg}, or write {target}:TAG")
-    return [(None, Target(reference=target), None)]
+    try:
+        mirrors = _mirrors(parse_reference(target), host)
+    except BadReference:
+        mirrors = ()  # the reference check says what is wrong with it
+    return [(None, Target(reference=target, mirrors=mirrors), None)]
 
 
 def _result(app: str | None, target: Target | None, checks: list[Check],

@@ -12,7 +12,7 @@ import logging
 import sys
 from pathlib import Path
 
-from .. import paths
+from .. import dropins, paths
 from ..cli import config_dir
 from ..config import AppConfig, resolve_app
 from ..errors import ConfigError, PullunitError
@@ -37,6 +37,9 @@ def run(args: argparse.Namespace) -> int:
     units: list[UnitFile] = []
     result = generate(cfg, output_dir, selected=selected, dry_run=args.dry_run, out=units)
     errors += result.errors
+    if selected is None:
+        for d in dropins.orphan_dirs(cfg):
+            log.warning("%s", dropins.orphan_warning(d))
     for err in errors:
         log.error("%s", err.message)
     if args.dry_run:

@@ -46,6 +46,6 @@ def run(args: argparse.Namespace) -> int:
                             ExitCode.CANTCREAT) from None
     except OSError as e:
         raise CannotWrite(path, e) from e
-    load_app(path)  # what init writes must itself be valid
+    load_app(path, dropins=False)  # what init writes must itself be valid
     print(path)
     return 0

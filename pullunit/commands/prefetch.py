@@ -25,6 +25,7 @@ from ..cli import config_dir
 from ..config import AppConfig, Policy, app_files, app_name_of, load_app, resolve_app
 from ..errors import ConfigError, PullunitError
 from ..hostconfig import MetricsConfig, load_host
+from ..mirrors import Mirror
 from ..notify import Notifier
 from ..puller import GaveUp, Puller
 
@@ -58,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
             app = load_app(resolve_app(cfg, target))
             row["app"] = app.name
             code = _prefetch(app, row, settings, verbose=bool(args.apps),
+                             mirrors=host.mirrors,
                              max_parallel_pulls=host.max_parallel_pulls)
         except PullunitError as e:
             code = _failed(row, e)
@@ -73,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _prefetch(app: AppConfig, row: dict[str, Any], settings: MetricsConfig, *,
-              verbose: bool, max_parallel_pulls: int) -> int:
+              verbose: bool, mirrors: tuple[Mirror, ...] = (),
+              max_parallel_pulls: int = 0) -> int:
     """Fill in this app's row; its exit code (0 unless the pull failed)."""
     if app.image.policy is not Policy.ALWAYS:
         row["message"] = f"policy is {app.image.policy}; prefetch is for policy always"
@@ -86,7 +89,7 @@ def _prefetch(app: AppConfig, row: dict[str, Any], settings: MetricsConfig, *,
         current = state.load(app.name).current
         row["running"] = current.reference if current else None
         puller = Puller(app, notifier=Notifier(), ref=ref, on_record=publish,
-                        max_parallel_pulls=max_parallel_pulls)
+                        mirrors=mirrors, max_parallel_pulls=max_parallel_pulls)
         try:
             outcome = puller.run(prefetch=True)
         except GaveUp as e:

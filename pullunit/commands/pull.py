@@ -57,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     publish = functools.partial(metrics.publish, host.metrics, app.name)
     with app_lock(app.name, waiting, timeout=app.pull.deadline):
         puller = Puller(app, notifier=notifier, ref=pin.ref, on_record=publish,
-                        started=started, max_parallel_pulls=host.max_parallel_pulls)
+                        started=started, mirrors=host.mirrors,
+                        max_parallel_pulls=host.max_parallel_pulls)
         try:
             outcome = puller.run()
         except GaveUp as e:

@@ -13,6 +13,8 @@
    "health": {"gate": bool, "container": "running"|"exited"|...|null,
               "status": "healthy"|"unhealthy"|"starting"|"none"|null, "check": str|null,
               "error": null | "why Docker could not be asked"},
+   "limits": {"memory": BYTES|null, "memory_swap": BYTES|-1|null, "cpus": NUMBER|null,
+              "pids": N|null} | null,
    "last_update": {"at", "from", "to", "result", "cause", "auto"}|null,
    "last_rollback": the same shape | null,
    "healthy": bool, "error": null | "config error text"}
@@ -24,6 +26,9 @@ null: no container). last_update is the newest `pullunit update` of the app: res
 "updated", "rolled_back" (an automatic rollback; cause says why the new image was not
 ready), "not_ready", "rollback_failed" or "interrupted"; auto is true when the timer
 ran it.
+limits are the effective limits of the running container, as the engine reports its
+HostConfig (null for each limit it does not have; the whole object null when no container
+runs); they come from the same one inspect as health.
 last_rollback is the newest update that was rolled back automatically ("rolled_back" or
 "rollback_failed"), whether or not a later update went well.
 "failures" is the failure history: the last 20 failed attempts of pulls and prefetches,
@@ -42,7 +47,7 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from .. import pinning, state
+from .. import appsecrets, pinning, state
 from ..classify import FailureClass
 from ..cli import config_dir
 from ..config import AppConfig, app_files, app_name_of, load_app, resolve_app
@@ -92,22 +97,27 @@ def _lock(app: AppConfig) -> dict[str, Any] | None:
 _docker_down: list[str] = []  # once the engine did not answer, the other apps do not wait
 
 
-def _health(app: AppConfig) -> dict[str, Any]:
-    """The container's state and Docker's healthcheck verdict, asked with a bound."""
+def _inspect(app: AppConfig) -> tuple[dict[str, Any] | None, str | None]:
+    """The app's container as the engine inspects it (None: there is none), asked with a
+    bound; or why the engine could not be asked."""
     from .. import gate
+
+    if _docker_down:
+        return None, _docker_down[0]
+    try:
+        return gate.Engine.from_env().container(app.run.name), None
+    except gate.EngineError as e:
+        _docker_down.append(f"the Docker daemon does not answer: {e}")
+        return None, _docker_down[0]
+
+
+def _health(app: AppConfig, container: dict[str, Any] | None,
+            error: str | None) -> dict[str, Any]:
+    """The container's state and Docker's healthcheck verdict."""
     from ..health import last_check
 
     out: dict[str, Any] = {"gate": app.health.enabled, "container": None, "status": None,
-                           "check": None, "error": None}
-    if _docker_down:
-        out["error"] = _docker_down[0]
-        return out
-    try:
-        container = gate.Engine.from_env().container(app.run.name)
-    except gate.EngineError as e:
-        out["error"] = f"the Docker daemon does not answer: {e}"
-        _docker_down.append(out["error"])
-        return out
+                           "check": None, "error": error}
     if container is None:
         return out
     st = container.get("State") or {}
@@ -115,6 +125,29 @@ def _health(app: AppConfig) -> dict[str, Any]:
     out["status"] = (st.get("Health") or {}).get("Status") or "none"
     out["check"] = last_check(st) or None
     return out
+
+
+def _positive(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 \
+        else None
+
+
+def limits(container: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The limits the running container has (its HostConfig as the engine reports it, so
+    also what docker_args or the daemon set): memory and memory_swap in bytes (-1:
+    unlimited swap), cpus, pids; null for no limit. None when it does not run."""
+    if not container or (container.get("State") or {}).get("Status") != "running":
+        return None
+    host = container.get("HostConfig") or {}
+    cpus = None
+    if nano := _positive(host.get("NanoCpus")):
+        cpus = nano / 1e9
+    elif quota := _positive(host.get("CpuQuota")):
+        cpus = quota / (_positive(host.get("CpuPeriod")) or 100_000)
+    swap = host.get("MemorySwap")
+    return {"memory": _positive(host.get("Memory")),
+            "memory_swap": -1 if swap == -1 else _positive(swap),
+            "cpus": cpus, "pids": _positive(host.get("PidsLimit"))}
 
 
 def _update(u: state.Update | None) -> dict[str, Any] | None:
@@ -133,7 +166,8 @@ def app_status(app: AppConfig) -> dict[str, Any]:
     st = state.load(app.name)
     units, why = _units(app)
     lf = st.last_failure
-    health = _health(app)
+    container, engine_error = _inspect(app)
+    health = _health(app, container, engine_error)
     healthy = bool(units["pull"] and units["run"]
                    and units["pull"]["active_state"] == "active"
                    and units["run"]["active_state"] == "active"
@@ -155,9 +189,12 @@ def app_status(app: AppConfig) -> dict[str, Any]:
         "failures": [{"at": f.at, "class": f.cls, "message": printable(f.message),
                       "attempt": f.attempt} for f in st.failures],
         "health": health,
+        "limits": limits(container),
         "last_update": _update(st.updates[0] if st.updates else None),
         "last_rollback": _update(_last_rollback(st)),
         "healthy": healthy,
+        "secrets": appsecrets.start_failure(
+            app.run.secrets, (units["run"] or {}).get("exec_main_status")),
         "error": None,
     }
 
@@ -170,8 +207,8 @@ def _broken(name: str, path: str, error: ConfigError) -> dict[str, Any]:
     return {"app": name, "config": path, "image": None, "policy": None,
             "units": {"pull": None, "run": None}, "systemd": None, "in_use": None, "lock": None,
             "current": None, "history": [], "last_failure": None, "failures": [],
-            "health": None, "last_update": None, "last_rollback": None, "healthy": False,
-            "error": error.message}
+            "health": None, "limits": None, "last_update": None, "last_rollback": None,
+            "healthy": False, "secrets": None, "error": error.message}
 
 
 def _ago(t: float) -> str:
@@ -221,6 +258,23 @@ def _health_line(h: dict[str, Any]) -> str:
     return f"{h['status']}{check}{gate}"
 
 
+def _size(n: int) -> str:
+    for unit, power in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << power:
+            return f"{n / (1 << power):.4g} {unit}"
+    return f"{n} B"
+
+
+def _limits_line(lim: dict[str, Any]) -> str:
+    swap = lim["memory_swap"]
+    parts = [
+        f"memory {_size(lim['memory']) if lim['memory'] else 'unlimited'}"
+        + (f" (with swap {'unlimited' if swap == -1 else _size(swap)})" if swap else ""),
+        f"cpus {lim['cpus']:g}" if lim["cpus"] else "cpus unlimited",
+        f"pids {lim['pids']}" if lim["pids"] else "pids unlimited"]
+    return ", ".join(parts)
+
+
 def _print_human(apps: list[dict[str, Any]]) -> None:
     color = use_color(sys.stdout)
     for a in apps:
@@ -238,9 +292,13 @@ def _print_human(apps: list[dict[str, Any]]) -> None:
         if units["pull"] and units["pull"]["status_text"]:
             _line(f"              {units['pull']['status_text']}")
         _line(f"    run:      {_unit_line(units['run'])}")
+        if a.get("secrets"):
+            _line(f"    secrets:  {a['secrets']}")
         if a["systemd"]:
             _line(f"    systemd:  {a['systemd']}")
         _line(f"    health:   {_health_line(a['health'])}")
+        if a["limits"]:
+            _line(f"    limits:   {_limits_line(a['limits'])}")
         _line(f"    in use:   {a['in_use'] or '-'}")
         lock = a["lock"]
         if lock and "error" in lock:

@@ -34,6 +34,7 @@ from ..engine import Engine, LiteEngine, LocalImage
 from ..enginehttp import EngineUnavailable
 from ..errors import ConfigError, ExitCode, Interrupted, PullunitError
 from ..hostconfig import load_host
+from ..mirrors import Mirror
 from ..reference import ImageRef
 from ..updater import Edges, Failed, Outcome, Result, Updater
 
@@ -64,8 +65,9 @@ def _one_update_at_a_time() -> Iterator[None]:
 class _RealEdges:
     """The registry through the daemon, the puller, the engine, systemd over D-Bus."""
 
-    def __init__(self, max_parallel_pulls: int = 0) -> None:
+    def __init__(self, mirrors: tuple[Mirror, ...] = (), max_parallel_pulls: int = 0) -> None:
         self._api: Any = None
+        self.mirrors = mirrors  # pullunit.toml's [[mirror]]: the pull may use them
         self.max_parallel_pulls = max_parallel_pulls  # pullunit.toml: the host's pull slots
 
     def api(self) -> Any:
@@ -91,6 +93,7 @@ class _RealEdges:
 
         try:
             return Puller(app, notifier=Notifier(), ref=ref,
+                          mirrors=self.mirrors,
                           max_parallel_pulls=self.max_parallel_pulls).run(prefetch=True).image
         except GaveUp as e:
             f = e.failure
@@ -158,7 +161,8 @@ def run(args: argparse.Namespace) -> int:
     apps = _apps(args)
     if args.auto and not apps:
         log.info("no app has [update] auto = true")
-    edges = _RealEdges(load_host(config_dir(args)).max_parallel_pulls).edges()
+    host = load_host(config_dir(args))
+    edges = _RealEdges(host.mirrors, host.max_parallel_pulls).edges()
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     results: list[Outcome] = []

@@ -13,7 +13,7 @@ import logging
 import os
 from pathlib import Path
 
-from .. import paths, pinning
+from .. import appsecrets, dropins, paths, pinning, runkeys
 from ..cli import config_dir
 from ..config import HOST_CONFIG_NAME, LOCK_SUFFIX, app_files, resolve_app
 from ..errors import ConfigError, ExitCode
@@ -47,9 +47,20 @@ def run(args: argparse.Namespace) -> int:
             failed += 1
             continue
         app = rendered.app
-        print(f"{app.path}: ok ({app.pull_unit}, {app.run_unit})")
+        for secret in app.run.secrets:
+            for warning in appsecrets.file_warnings(secret):
+                log.warning("%s: run.secrets.%s: %s", app.file_of("run", "secrets", secret.name),
+                            secret.name, warning)
+        print(f"{app.path}: ok ({app.pull_unit}, {app.run_unit})"
+              + "".join(f"\n  with drop-in {p}" for p in app.dropins))
+        for warning in runkeys.warnings(app.run):
+            # "run.KEY: ...": named in the file (APP.toml or a drop-in) that set the key
+            key = warning.split(":", 1)[0].split(".")
+            log.warning("%s: %s", app.file_of(*key), warning)
     if not args.files:
         failed += _orphan_locks(cfg)
+        for d in dropins.orphan_dirs(cfg):
+            log.warning("%s", dropins.orphan_warning(d))
     for path in hosts:
         try:
             load_host(path.parent)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from ..boundedhttp import Deadline
-from . import daemon, host, image, journal, network, path, registry
+from . import daemon, host, image, journal, mirrors, network, path, registry
 from .context import Context
 from .model import Check, Options, Status, Tally, Target
 from .scrub import scrub
@@ -56,6 +56,8 @@ CHECKLIST = (
     Step("proxy_path", path.proxy_path, needs=("reference",)),
     Step("blob", path.blob, needs=("manifest",)),
     Step("daemon_log", journal.daemon_log, needs=("reference",)),
+    Step("mirrors", mirrors.mirrors, needs=("reference",)),
+    Step("rate_limit", registry.rate_limit, needs=("registry_api", "credentials")),
 )
 CHECKS = tuple(step.id for step in CHECKLIST)
 

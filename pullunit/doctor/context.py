@@ -19,8 +19,8 @@ from ..classify import FailureClass
 from ..dockerconf import RegistryConfig
 from ..hints import HintContext, fix_for
 from ..platform import architecture_of_machine
-from ..reference import DEFAULT_REGISTRY, HUB_API_HOST, ImageRef
-from ..regclient import Challenge, Session, pick_challenge
+from ..reference import DEFAULT_REGISTRY, ImageRef
+from ..regclient import HUB_API_HOST, Challenge, Session, pick_challenge
 from .model import Options, Target
 
 NO_REF = ImageRef(None, "x", "x", None)  # for hints that do not depend on the image

@@ -9,7 +9,8 @@ import ssl
 from .. import platform
 from ..boundedhttp import WatchdogTimeout, describe_oserror, human_bytes, with_timeout
 from ..classify import FailureClass
-from ..reference import DEFAULT_REGISTRY, HUB_API_HOST, BadReference, parse_reference
+from ..reference import DEFAULT_REGISTRY, BadReference, parse_reference
+from ..regclient import HUB_API_HOST
 from .context import Context
 from .model import Check, Status
 from .verdicts import config_platform, manifest_platforms

@@ -30,10 +30,16 @@ class Check:
     status: Status
     detail: str
     hint: str = ""
+    # numbers a script may want, in --json as "data" (only checks that have some:
+    # rate_limit's quota); never credentials
+    data: Mapping[str, object] | None = None
 
-    def to_json(self) -> dict[str, str]:
-        return {"check": self.check, "status": str(self.status), "detail": self.detail,
-                "hint": self.hint}
+    def to_json(self) -> dict[str, object]:
+        out: dict[str, object] = {"check": self.check, "status": str(self.status),
+                                  "detail": self.detail, "hint": self.hint}
+        if self.data is not None:
+            out["data"] = dict(self.data)
+        return out
 
 
 class Verdict(enum.StrEnum):
@@ -72,6 +78,7 @@ class Target:
     auth_file: Path | None = None
     policy: str | None = None
     pinned_by: str | None = None  # the lock file whose digest replaced the config's tag
+    mirrors: tuple[str, ...] = ()  # the registry's mirrors, in the puller's order
 
 
 @dataclass(frozen=True)

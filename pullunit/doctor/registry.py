@@ -11,10 +11,22 @@ import ssl
 from ..boundedhttp import WatchdogTimeout, describe_oserror, with_timeout
 from ..classify import FailureClass
 from ..errors import PullunitError
-from ..regclient import TokenError, TokenProblem, basic_authorization, registry_errors
+from ..regclient import (
+    TokenError,
+    TokenProblem,
+    basic_authorization,
+    read_rate_limit,
+    registry_errors,
+)
 from .context import Context, Manifest
 from .model import Check, Status
-from .verdicts import MANIFEST_TYPES, MEDIA_NAMES, clock_skew, skew_status
+from .verdicts import (
+    MANIFEST_TYPES,
+    MEDIA_NAMES,
+    clock_skew,
+    rate_limit_verdict,
+    skew_status,
+)
 
 _NETWORK_ERRORS = (OSError, ssl.SSLError, http.client.HTTPException, ValueError)
 
@@ -71,9 +83,10 @@ def credentials(ctx: Context) -> Check:
                      "the docker credential helper (credsStore/credHelpers) did not "
                      "answer: check it with 'docker-credential-NAME list'")
     except HelperFailed as e:
+        # the same class and fix as the pull unit's (hints.fix_for)
         return Check("credentials", Status.FAIL, e.message,
-                     f"check the credential helper: 'docker-credential-{e.helper} list'"
-                     if e.helper else "check the docker credential helper")
+                     ctx.hint(FailureClass.CREDENTIALS, credential_helper=e.helper,
+                              credential_source=e.where or None))
     except PullunitError as e:
         return Check("credentials", Status.FAIL, e.message,
                      "image.auth_file must be a readable docker config.json "
@@ -214,3 +227,33 @@ def clock(ctx: Context) -> Check:
     return Check("clock", status, detail,
                  "check this host's clock: 'timedatectl' (NTP active?); TLS certificates "
                  "and registry tokens depend on it (field guide 5.4)")
+
+
+_ANONYMOUS_HUB_HINT = ("log in to Docker Hub as root ('docker login', the pull unit runs as "
+                       "root) or set image.auth_file, for your account's higher limit; for "
+                       "many hosts, a pull-through cache or mirror (field guide 7)")
+
+
+def rate_limit(ctx: Context) -> Check:
+    """The registry's pull quota, from a manifest HEAD (Docker Hub does not count it as a
+    pull) with the pull's credentials; and a warning for anonymous pulls from Docker Hub."""
+    assert ctx.ref is not None and ctx.session is not None
+    from ..credentials import HUB_NAMES
+
+    hub = ctx.registry in HUB_NAMES  # docker.io, also as index.docker.io / registry-1
+    anonymous = ctx.creds is None or not ctx.creds.found
+    authorization = ctx.manifest.authorization if ctx.manifest is not None else None
+    try:
+        reading = read_rate_limit(ctx.session, ctx.ref, ctx.auth, ctx.deadline, authorization)
+    except TokenError as e:
+        return Check("rate_limit", Status.SKIP, f"the quota could not be read: {e.message}")
+    except _NETWORK_ERRORS as e:
+        return Check("rate_limit", Status.SKIP,
+                     f"the quota could not be read: HEAD manifest: {describe_oserror(e)}")
+    status, detail, hint = rate_limit_verdict(reading.status, reading.rate_limit, hub,
+                                              anonymous)
+    text = {"rate_limited": ctx.hint(FailureClass.RATE_LIMITED),
+            "anonymous_hub": _ANONYMOUS_HUB_HINT, "": ""}[hint]
+    return Check("rate_limit", status, detail, text,
+                 {**reading.rate_limit.as_json(), "status": reading.status,
+                  "anonymous": anonymous})

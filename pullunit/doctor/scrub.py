@@ -18,4 +18,4 @@ def scrub_text(text: str, secrets: Iterable[str] = ()) -> str:
 def scrub(check: Check, secrets: Iterable[str] = ()) -> Check:
     known = list(secrets)
     return Check(check.check, check.status, scrub_text(check.detail, known),
-                 scrub_text(check.hint, known))
+                 scrub_text(check.hint, known), check.data)

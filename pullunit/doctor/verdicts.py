@@ -8,6 +8,7 @@ from datetime import UTC
 from typing import Any
 
 from ..platform import Platform
+from ..ratelimit import LOW_FRACTION, RateLimit
 from .model import Check, Status, Tally, Verdict
 
 MANIFEST_TYPES = (
@@ -111,3 +112,29 @@ def tally(check: str, results: list[Check]) -> Tally:
         verdict = Verdict.FLAPPING
     return Tally(check, len(results), len(ran), len(failed), verdict,
                  tuple(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))))
+
+
+def rate_limit_verdict(status: int, quota: RateLimit, hub: bool,
+                       anonymous: bool) -> tuple[Status, str, str]:
+    """What the quota a registry reported (its answer to a manifest HEAD with `status`)
+    means: (status, detail, what to hint: "" | "rate_limited" | "anonymous_hub").
+    Warn when the quota is used up or low (at most LOW_FRACTION of the limit left), or
+    when pulls from Docker Hub are anonymous (its lowest limit, shared by everything
+    behind the same address)."""
+    said = quota.describe()
+    if quota.source:
+        said += f", counted for {quota.source}"
+    anon = ("pulls from Docker Hub are anonymous (no credentials for docker.io): the "
+            "anonymous limit applies, per address") if hub and anonymous else ""
+    if status == 429 or (quota.remaining == 0 and quota.known):
+        detail = f"rate limited now: {said}" if status == 429 else f"no pulls left: {said}"
+        return Status.WARN, "; ".join(x for x in (detail, anon) if x), "rate_limited"
+    if quota.low:
+        detail = f"{said} (low: at most {LOW_FRACTION:.0%} of the limit left)"
+        return Status.WARN, "; ".join(x for x in (detail, anon) if x), "rate_limited"
+    if anon:
+        return Status.WARN, f"{anon}; {said}", "anonymous_hub"
+    if not quota.known:
+        return (Status.PASS, "the registry sends no RateLimit headers (no published pull "
+                "quota)", "")
+    return Status.PASS, said, ""

@@ -583,7 +583,10 @@ def test_hostile_values_round_trip(pu: Machine, registries: Any,
     reg = registries().start()
     tag = f"{reg.address}/e2e/hostile:1.0"
     image_id, _ = rh.push_image(tag)
-    app = App(pu, leftovers, "hostile", tag, run={"command": HOSTILE_ARGS, "env": HOSTILE_ENV},
+    # json-file: read the output back byte for byte with docker logs (by default only the
+    # unit's journal has it, with its prefixes)
+    app = App(pu, leftovers, "hostile", tag, run={"command": HOSTILE_ARGS, "env": HOSTILE_ENV,
+                                                  "log_driver": "json-file"},
               unit={"description": HOSTILE_DESCRIPTION})
     generate(pu)
     assert pu.show(app.run_unit, "Description")["Description"] == HOSTILE_DESCRIPTION
@@ -855,7 +858,7 @@ def test_stopped_app_that_dies_of_sigterm_is_inactive(pu: Machine, registries: A
     rh.push_image(tag)
     # sleep under tini (--init): tini forwards SIGTERM, sleep dies of it, exit status 143.
     app = App(pu, leftovers, "sigterm", tag,
-              run={"entrypoint": "/bin/sleep", "command": ["1000"], "docker_args": ["--init"],
+              run={"entrypoint": "/bin/sleep", "command": ["1000"], "init": True,
                    "stop_timeout": "10s"})
     generate(pu)
     pu.systemctl("start", app.run_unit)

@@ -55,6 +55,17 @@ ENUMS = ["ALWAYS", "always ", "alwayѕ", "", "on-failure\n", "never%n"]
 USERS = ["0", "root:root", "٠:٠", "1000:1000\n", "a" * 300, "x$", "$x", "1:1:1"]
 NAMES = ["ñame", "a" * 300, "-x", "x%n", "x y", "x\n", "٣"]
 PLATFORMS = ["linux/amd64/v8/x", "LINUX/AMD64", "linux/ａｍｄ64", "linux/", "linux/%n"]
+SIZES = ["512m", "1.5g", "1e9", "512 m", "٥m", "５m", "4m", "-1", "1g\n", HUGE_INT + "p",
+         "0", "6291456", "1KiB", "%n", "$$", "nan"]
+CPUS = ["1.5", "0", "0.001", "1e3", "١.٥", "0.0000000001", "nan", "inf", "1,5", " 1"]
+CAPS = ["ALL", "all", "CAP_ALL", "NET_ADMN", "cap_sys_admin", "CAP_ЅYS_ADMIN", "", "%n"]
+SIGNALS = ["SIGTERM", "TERM", "SIGTREM", "15", "١٥", "RTMIN+3", "RTMAX+1", "0", "65", "sig"]
+NETWORKS = ["host", "none", "bridge", "container:db", "a b", "ñet",
+            {"name": "n", "aliases": ["a", "a b", "ñ"], "ip": "10.0.0.1", "ip6": "fd00::1"},
+            {"name": "bridge", "aliases": ["x"]}, {"name": "n", "ip": "fd00::1"},
+            {"aliases": ["x"]}, {"name": "n", "alias": ["x"]}, {"name": "n", "ip": "١.٢.٣.٤"}]
+TMPFS = ["/tmp", "/tmp:size=64m,mode=1777", "/tmp:sise=1", "tmp", "/t%n", "/t:size=50%",
+         "/t:rw,noexec\n", "/x:" + "a" * 5000]
 PATHS = ["relative", "/a/../../b", "/x%n", "/" + "a" * 5000, "/x$y", "/x\\y", "/ñ", "/x\n"]
 
 # Values a key's validator should see past the type check, so semantic validation runs.
@@ -66,7 +77,8 @@ _SCHEMA_KEYS = {
     "image": ["ref", "verify"],
     "pull": ["stall_timeout", "refresh_timeout"],
     "run": ["command", "entrypoint", "env", "ports", "volumes", "docker_args", "restart_sec",
-            "stop_timeout"],
+            "stop_timeout", "memory", "cpus", "labels", "log_opts", "sysctls", "networks",
+            "tmpfs", "cap_add", "hostname", "add_hosts", "ulimits", "stop_signal"],
     "unit": ["description", "after", "wants", "requires", "wanted_by"],
 }
 
@@ -139,7 +151,10 @@ def near_value(table: str, key: str, rng: random.Random) -> Any:
         return rng.choice([*DURATIONS, Raw(HUGE_INT), Raw("1e400"), 10**20, -5, 1e308,
                            Raw("nan"), 0])
     lists = {"ports": PORTS, "volumes": VOLUMES, "after": UNIT_NAMES, "wants": UNIT_NAMES,
-             "requires": UNIT_NAMES, "wanted_by": UNIT_NAMES, "env_files": PATHS}
+             "requires": UNIT_NAMES, "wanted_by": UNIT_NAMES, "env_files": PATHS,
+             "networks": NETWORKS, "tmpfs": TMPFS, "cap_add": CAPS, "cap_drop": CAPS,
+             "dns": [*REFS[:3], "::1", "1.2.3.4", "١.٢.٣.٤"], "devices": PATHS,
+             "dns_search": NAMES, "group_add": USERS, "security_opt": ODD_TEXT}
     if key in lists:
         return [rng.choice(lists[key]) for _ in range(rng.randint(1, 3))]
     if key in ("command", "verify", "docker_args"):
@@ -149,9 +164,18 @@ def near_value(table: str, key: str, rng: random.Random) -> Any:
     if key == "env":
         return {rng.choice(["X", "ñ", "A B", "1X", "X\n", "PATH", "%n"]): odd_string(rng)
                 for _ in range(rng.randint(1, 3))}
+    if key in ("labels", "log_opts", "sysctls", "add_hosts", "ulimits"):
+        names = ["x", "a b", "a=b", "pullunit.app", "net.core.somaxconn", "nofile", "max-size",
+                 "%n", "ñ", "host", "vm.swappiness", "\x1b[2J"]
+        return {rng.choice(names): rng.choice([odd_string(rng), odd_number(rng),
+                                               {"soft": odd_number(rng), "hard": 1}])
+                for _ in range(rng.randint(1, 3))}
     choices = {"ref": REFS, "platform": PLATFORMS, "policy": ENUMS, "jitter": ENUMS,
                "restart": ENUMS, "user": USERS, "name": NAMES, "network": NAMES,
-               "auth_file": PATHS, "entrypoint": ODD_TEXT, "description": ODD_TEXT}
+               "auth_file": PATHS, "entrypoint": ODD_TEXT, "description": ODD_TEXT,
+               "memory": SIZES, "memory_swap": SIZES, "shm_size": SIZES, "cpus": CPUS,
+               "stop_signal": SIGNALS, "hostname": NAMES, "workdir": PATHS,
+               "log_driver": ["jounrald", "journald", "a b", "loki:latest", "%n", ""]}
     if key in choices:
         return rng.choice(choices[key]) if rng.random() < 0.7 else odd_string(rng)
     if key in ("multiplier", "keep"):
@@ -197,6 +221,10 @@ def tricky_value(table: str, key: str, rng: random.Random) -> Any:
                 for _ in range(rng.randint(1, 3))}
     if key in ("ports", "volumes"):
         return [rng.choice(TRICKY_VALID[key]) for _ in range(rng.randint(1, 3))]
+    if key in ("labels", "sysctls"):
+        names = ["a", "com.example.x", "%n", "$X", "é"] if key == "labels" else [
+            "net.core.somaxconn", "kernel.shmmax", "fs.mqueue.msg_max"]
+        return {rng.choice(names): tricky_text(rng, word=True) for _ in range(rng.randint(1, 3))}
     if key in ("after", "wants", "requires", "wanted_by"):
         return [rng.choice(TRICKY_VALID["unit"]) for _ in range(rng.randint(0, 3))]
     if key == "ref":

@@ -24,7 +24,7 @@ import pytest
 from pullunit import paths
 from pullunit.config import AppConfig, Policy, load_app
 from pullunit.errors import ConfigError
-from pullunit.render import docker_run_argv, pull_argv
+from pullunit.render import pull_argv, start_commands
 from tests.fuzz import gen
 from tests.fuzz.harness import (
     QUICK,
@@ -99,6 +99,11 @@ def _docker_wants_ascii(app: AppConfig) -> list[str]:
     run = app.run
     values = {"image.ref": str(app.image.ref), "run.name": run.name,
               "run.network": run.network or "", "run.user": run.user or "",
+              "run.memory": run.memory or "", "run.cpus": run.cpus or "",
+              "run.hostname": run.hostname or "", "run.stop_signal": run.stop_signal or "",
+              **{f"run.networks[{i}]": n.name + "".join(n.aliases)
+                 for i, n in enumerate(run.networks)},
+              **{f"run.cap_add[{i}]": c for i, c in enumerate(run.cap_add)},
               **{f"run.ports[{i}]": p for i, p in enumerate(run.ports)}}
     return [f"validate accepted {key} = {value!r}, which Docker cannot parse (not ASCII)"
             for key, value in values.items() if not value.isascii()]
@@ -251,13 +256,15 @@ def _systemd_reads_back(units: list[tuple[int, AppConfig, Path]]) -> list[Findin
         else:
             if run.description != app.description:
                 problems.append(f"Description= read back as {run.description!r}")
-            want = docker_run_argv(app)
-            image_at = len(want) - len(app.run.command) - 1
-            want[image_at] = sdtools.VAR.format("PULLUNIT_IMAGE")
+            # docker run, or (several networks) docker create + network connect + start
+            commands = start_commands(app)
+            want = [_with_image(app, argv) for argv in [*commands.pre, commands.start]]
             try:
                 [start] = run.exec_lines["ExecStart"]
                 [pull_start] = pull.exec_lines["ExecStart"]
-                if sdtools.exec_argv(start) != want:
+                got = [sdtools.exec_argv(c) for c in
+                       [*run.exec_lines.get("ExecStartPre", [])[1:], start]]
+                if got != want:
                     problems.append("ExecStart= of the run unit does not read back as "
                                     "the configured argv")
                 if sdtools.exec_argv(pull_start) != pull_argv(app, cfg, EXE):
@@ -278,6 +285,13 @@ def _systemd_reads_back(units: list[tuple[int, AppConfig, Path]]) -> list[Findin
             findings.append(Finding(case, "generate, then systemd --test", problems,
                                     describe_input(f"cfg/{app.name!r}.toml", text)))
     return findings
+
+
+def _with_image(app: AppConfig, argv: list[str]) -> list[str]:
+    if argv[1] in ("run", "create"):
+        argv = list(argv)
+        argv[len(argv) - len(app.run.command) - 1] = sdtools.VAR.format("PULLUNIT_IMAGE")
+    return argv
 
 
 @pytest.mark.timeout(600)

@@ -45,7 +45,8 @@ pytestmark = pytest.mark.integration
 PULLUNIT = str(Path(sys.executable).parent / "pullunit")
 IMAGE_CHECKS = ["reference", "daemon", "local_image", "disk", "daemon_config", "proxy", "dns",
                 "tcp", "tls", "registry_api", "credentials", "manifest", "platform", "clock",
-                "ip_versions", "proxy_path", "blob", "daemon_log"]
+                "ip_versions", "proxy_path", "blob", "daemon_log", "mirrors",
+                "rate_limit"]
 NAMED_PORT = 5077
 FOREIGN_ARCH = "s390x" if os.uname().machine != "s390x" else "arm64"
 
@@ -113,7 +114,10 @@ class Bed:
         results = json.loads(p.stdout) if json_out and p.stdout.strip() else []
         for r in results:
             for c in r["checks"]:
-                assert set(c) == {"check", "status", "detail", "hint"}
+                # "data" only where a check has numbers to give (rate_limit's quota)
+                assert set(c) == {"check", "status", "detail", "hint"} | (
+                    {"data"} if c["check"] == "rate_limit" and c["status"] != "skip"
+                    else set()), c
                 assert c["status"] in ("pass", "warn", "fail", "skip")
                 assert c["status"] == "pass" or c["status"] == "skip" or c["hint"], c
             assert r["ok"] == all(c["status"] != "fail" for c in r["checks"])
@@ -141,9 +145,9 @@ def assert_skipped_after(run: Run, first_failure: str) -> None:
     """Every network check after first_failure is skipped, with a reason."""
     order = IMAGE_CHECKS
     for check in order[order.index(first_failure) + 1:]:
-        # credentials needs no network; proxy_path and daemon_log need only the reference,
-        # ip_versions only the name lookup
-        if check in ("credentials", "ip_versions", "proxy_path", "daemon_log"):
+        # credentials needs no network; proxy_path, daemon_log and mirrors need only the
+        # reference, ip_versions only the name lookup
+        if check in ("credentials", "ip_versions", "proxy_path", "daemon_log", "mirrors"):
             continue
         assert run.status(check) == "skip", run.checks[check]
         assert run.checks[check]["detail"].startswith("skipped: "), run.checks[check]

@@ -307,8 +307,8 @@ def _helper_env(bed: Bed, d: Path, config: dict[str, Any]) -> dict[str, str]:
 
 def test_credential_helper_that_never_answers(client: Any, registry: Registry, bed: Bed,
                                               helpers: Path) -> None:
-    """Bounded by the deadline, `denied` naming the helper, and the helper and what it
-    started are gone afterwards."""
+    """Bounded by the deadline, `credentials` (78) naming the helper and the config key
+    that names it, and the helper and what it started are gone afterwards."""
     p = fresh(client, registry)
     # The script and a child of its own write their pids; both would run forever. (The
     # child's loop, not one long sleep: that would outlive a failed test as an orphan.)
@@ -317,33 +317,48 @@ def test_credential_helper_that_never_answers(client: Any, registry: Registry, b
                               f'echo $! > {helpers}/child.pid\nwait\n')
     env = _helper_env(bed, helpers, {"credHelpers": {registry.address: "hangs"}})
     app = bed.app("hangs", image_config(p.ref, '[pull]\ndeadline = "3s"\n'))
+    asked = registry.count(rf"/manifests/{p.ref.rsplit(':', 1)[1]}$")
     r = _bounded(bed, app, 3 + SLACK, env=env)
-    assert r.code == 77, r.err
-    assert r.out["class"] == "denied" and r.out["attempts"] == 1, r.out
+    assert r.code == 78, r.err
+    assert r.out["class"] == "credentials" and r.out["attempts"] == 1, r.out
     assert "docker-credential-hangs" in r.out["message"] and "did not answer" in r.out["message"]
-    assert "fix: make docker-credential-hangs answer without a prompt" in r.err
+    config = bed.home / ".docker" / "config.json"
+    assert (f"fix: this host's credential helper docker-credential-hangs (credHelpers"
+            f"['{registry.address}'] in {config}) must answer without a prompt") in r.err
+    assert "access denied" not in r.err and "docker login" not in r.err
+    # the registry was never asked (no anonymous pull that would end in "denied")
+    assert registry.count(rf"/manifests/{p.ref.rsplit(':', 1)[1]}$") == asked
     assert r.seconds < 3 + SLACK
     pids = [int((helpers / f).read_text()) for f in ("helper.pid", "child.pid")]
     _util.wait_for(lambda: not any(_util.pid_alive(pid) for pid in pids), 5, 0.1,
                    "the credential helper and its child to be gone")
 
 
-@pytest.mark.parametrize("kind", ["fails", "missing", "garbage"])
-def test_credential_helper_that_fails_is_a_clear_denied(
+@pytest.mark.parametrize("kind", ["fails", "exits1", "missing", "garbage"])
+def test_credential_helper_that_fails_is_a_credentials_error_naming_it(
         client: Any, registry: Registry, bed: Bed, helpers: Path, kind: str) -> None:
+    """Issue 10: a failing helper is this host's configuration (78, `credentials`, the
+    helper and the config key that names it), not the registry's "access denied" (77)."""
     p = fresh(client, registry)
     _helper(helpers, "fails", "echo 'the keyring is locked' >&2\nexit 3\n")
+    _helper(helpers, "exits1", "echo 'error getting credentials - err: exit status 1' >&2\n"
+                               "exit 1\n")
     _helper(helpers, "garbage", "echo 'not json'\n")
-    name = {"fails": "fails", "missing": "nosuchhelper", "garbage": "garbage"}[kind]
+    name = {"missing": "nosuchhelper"}.get(kind, kind)
     env = _helper_env(bed, helpers, {"credsStore": name})
     app = bed.app("fails", image_config(p.ref, QUICK))
     r = _bounded(bed, app, DEADLINE + SLACK, env=env)
-    assert r.code == 77, r.err
-    assert r.out["class"] == "denied" and r.out["attempts"] == 1, r.out
+    assert r.code == 78, r.err
+    assert r.out["class"] == "credentials" and r.out["attempts"] == 1, r.out
     assert f"docker-credential-{name}" in r.out["message"]
-    assert {"fails": "exit status 3", "missing": "not installed",
+    assert {"fails": "exit status 3", "exits1": "exit status 1", "missing": "not installed",
             "garbage": "not {\"Username\""}[kind] in r.out["message"]
-    assert f"fix: make docker-credential-{name} answer" in r.err
+    config = bed.home / ".docker" / "config.json"
+    assert (f"fix: this host's credential helper docker-credential-{name} (credsStore in "
+            f"{config})") in r.err
+    assert "access denied" not in r.err
+    st = bed.state(app)
+    assert st["last_failure"]["cls"] == "credentials", st["last_failure"]
 
 
 def test_credential_helper_that_works(client: Any, registry: Registry, auth_registry: Registry,

@@ -44,7 +44,7 @@ from .netns import Netns
 from .nginx import Fault, NginxProxy, rate_limited, server_error, stalled
 from .pulls import PullOutcome, try_pull
 from .regapi import RegistryAPI
-from .registry import AccessEntry, Registry
+from .registry import AccessEntry, Registry, pull_through_cache
 from .tlsreg import TlsRegistry
 
 __all__ = [
@@ -52,7 +52,8 @@ __all__ = [
     "NginxProxy", "PullOutcome", "Pushed", "Registry", "RegistryAPI", "TestbedError",
     "TlsRegistry", "ensure_dockerd", "free_port", "leftovers", "main_dockerd_started_here",
     "make_big_image", "make_busybox_image", "make_index_image", "make_platform_image",
-    "make_showargs_image", "missing_prerequisites", "parse_showargs", "push_new_digest",
+    "make_showargs_image", "missing_prerequisites", "parse_showargs", "pull_through_cache",
+    "push_new_digest",
     "rate_limited", "server_error", "stalled", "start_extra_dockerd", "stop_extra_dockerd",
     "stop_main_dockerd_if_started", "sweep_stale", "try_pull",
 ]

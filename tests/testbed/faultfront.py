@@ -13,6 +13,12 @@ and misbehaves on ``/manifests/`` and ``/blobs/sha256:`` (``on`` narrows that) b
 * ``html404``: 404 with an HTML body (not the registry's JSON error format).
 * ``empty404``: 404 with an empty body.
 * ``status503``: 503 with a registry-style JSON error body.
+* ``corrupt``: relay, but flip one byte in the middle of every GET body (same length,
+  so the blob no longer matches its digest); ``corrupt_once``: only the first matching
+  GET, then relay (a corruption that clears on the next try).
+
+``match`` (a regex on the path) narrows the misbehaviour further, e.g. to one blob's
+digest.
 
 Change the mode while it runs with :meth:`FaultFront.set_mode`. Every request is logged
 as a JSON line (``requests()``), written when it starts, so a request that is never
@@ -40,7 +46,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-MODES = ("pass", "blackhole", "trickle", "html404", "empty404", "status503")
+MODES = ("pass", "blackhole", "trickle", "html404", "empty404", "status503", "corrupt",
+         "corrupt_once")
 PATHS = {"manifests": re.compile(r"^/v2/.+/manifests/"),
          "blobs": re.compile(r"^/v2/.+/blobs/sha256:")}
 CONTROL = "/__testbed/mode"
@@ -59,12 +66,14 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, port: int, upstream: str, mode: str, on: set[str], every: float,
-                 log: Path) -> None:
+                 log: Path, match: str | None = None) -> None:
         super().__init__(("127.0.0.1", port), _Handler)
         self.upstream = upstream
         self.mode = mode
         self.on = on
         self.every = every
+        self.match = re.compile(match) if match else None
+        self.corrupted = 0  # GET bodies corrupted so far (corrupt_once: at most one)
         self.stopping = threading.Event()
         self._log = open(log, "a", buffering=1)  # noqa: SIM115 (lives as long as the server)
         self._log_lock = threading.Lock()
@@ -84,7 +93,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _mode(self) -> str:
         path = urllib.parse.urlsplit(self.path).path
-        if any(PATHS[k].search(path) for k in self.server.on):
+        if any(PATHS[k].search(path) for k in self.server.on) and (
+                self.server.match is None or self.server.match.search(path)):
             return self.server.mode
         return "pass"
 
@@ -129,7 +139,11 @@ class _Handler(BaseHTTPRequestHandler):
             if self.command != "HEAD":
                 self.wfile.write(body)
             return
-        self._relay()
+        corrupt = self.command == "GET" and (
+            mode == "corrupt" or (mode == "corrupt_once" and self.server.corrupted == 0))
+        if corrupt:
+            self.server.corrupted += 1
+        self._relay(corrupt)
 
     def _control(self) -> None:
         query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
@@ -145,7 +159,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def _relay(self) -> None:
+    def _relay(self, corrupt: bool = False) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else None
         host, port = self.server.upstream.rsplit(":", 1)
@@ -167,6 +181,12 @@ class _Handler(BaseHTTPRequestHandler):
                 if k.lower() not in HOP_BY_HOP:
                     self.send_header(k, v)
             self.end_headers()
+            if corrupt and resp.status == 200:
+                data = bytearray(resp.read())
+                if data:
+                    data[len(data) // 2] ^= 0xFF
+                self.wfile.write(bytes(data))
+                return
             while chunk := resp.read(65536):
                 self.wfile.write(chunk)
         except OSError:
@@ -185,9 +205,10 @@ def serve(argv: list[str]) -> int:
     p.add_argument("--mode", choices=MODES, default="pass")
     p.add_argument("--on", default="manifests,blobs")
     p.add_argument("--every", type=float, default=2.0)
+    p.add_argument("--match", default=None)
     a = p.parse_args(argv)
     server = _Server(a.port, a.upstream, a.mode, set(a.on.split(",")), a.every,
-                     Path(a.dir) / "requests.jsonl")
+                     Path(a.dir) / "requests.jsonl", a.match)
 
     def stop(signum: int, frame: Any) -> None:
         server.stopping.set()
@@ -215,7 +236,7 @@ class FaultFront:
 
     def __init__(self, upstream: Any, mode: str = "pass", *, name: str = "front",
                  on: tuple[str, ...] = ("manifests", "blobs"), every: float = 2.0,
-                 owner: int | str | None = None) -> None:
+                 match: str | None = None, owner: int | str | None = None) -> None:
         from . import _util as u
 
         self.upstream = upstream if isinstance(upstream, str) else str(upstream.address)
@@ -223,6 +244,7 @@ class FaultFront:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}")
         self.mode, self.on, self.every, self.name = mode, on, every, name
+        self.match = match
         self.port = u.free_port()
         u.WORK_BASE.mkdir(parents=True, exist_ok=True)
         self.dir = Path(tempfile.mkdtemp(prefix=f"front-{name}-", dir=u.WORK_BASE))
@@ -259,6 +281,8 @@ class FaultFront:
         argv = [sys.executable, "-m", "tests.testbed.faultfront", "--dir", str(self.dir),
                 "--port", str(self.port), "--upstream", self.upstream, "--mode", self.mode,
                 "--on", ",".join(self.on), "--every", str(self.every)]
+        if self.match:
+            argv += ["--match", self.match]
         root = str(Path(__file__).resolve().parents[2])
         self.proc = u.spawn(argv, self.dir / "stderr.log", cwd=root,
                             env=u.clean_env({"PYTHONPATH": root}))

@@ -65,6 +65,9 @@ class Fault:
     html: bool = False
     status: int = 503
     retry_after: int | None = None  # seconds, sent as Retry-After with 429
+    # added to every response (proxied or not, any status), e.g. Docker Hub's
+    # ("RateLimit-Limit", "100;w=21600"), ("RateLimit-Remaining", "0;w=21600")
+    headers: tuple[tuple[str, str], ...] = ()
     rate: str = "1r/m"
     burst: int = 0
     after_bytes: int = 64 * 1024
@@ -113,13 +116,14 @@ class NginxProxy:
     def _fault_block(self, f: Fault) -> tuple[str, str]:
         """(http-level lines, server-level locations) for fault *f*."""
         path = PATHS[f.on]
-        proxy = f"proxy_pass http://{self.upstream};"
+        extra = _extra_headers(f)
+        proxy = f"{extra} proxy_pass http://{self.upstream};"
         if f.kind == "pass":
             return "", ""
         body, ctype = (TOOMANY_HTML, "text/html") if f.html else (TOOMANY_JSON,
                                                                    "application/json")
         retry = f"add_header Retry-After {f.retry_after} always;" if f.retry_after else ""
-        toomany = f"default_type {ctype}; {retry} return 429 {_q(body)};"
+        toomany = f"default_type {ctype}; {retry} {extra} return 429 {_q(body)};"
         if f.kind == "429":
             return "", f"location ~ {path} {{ {toomany} }}"
         if f.kind == "ratelimit":
@@ -131,7 +135,7 @@ class NginxProxy:
         if f.kind == "status":
             err = json.dumps({"errors": [{"code": "UNAVAILABLE", "message":
                               f"test bed says {f.status}", "detail": None}]})
-            return "", (f"location ~ {path} {{ default_type application/json; "
+            return "", (f"location ~ {path} {{ default_type application/json; {extra} "
                         f"return {f.status} {_q(err)}; }}")
         if f.kind == "stall":
             return "", (f"location ~ {path} {{ limit_rate_after {f.after_bytes}; "
@@ -174,7 +178,7 @@ http {{
         listen 127.0.0.1:{self.port};
         location = /__testbed/generation {{ access_log off; return 200 "{self.generation}"; }}
         {locations}
-        location / {{ proxy_pass http://{self.upstream}; }}
+        location / {{ {_extra_headers(self.fault)} proxy_pass http://{self.upstream}; }}
     }}
 }}
 """)
@@ -293,6 +297,15 @@ def _children(pid: int) -> list[int]:
             if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
                 kids.append(int(e))
     return kids
+
+
+def _extra_headers(f: Fault) -> str:
+    """add_header lines for Fault.headers (in every location: nginx inherits add_header
+    only into locations that have none of their own)."""
+    for name, _ in f.headers:
+        if not name.replace("-", "").isalnum():
+            raise ValueError(f"bad header name {name!r}")
+    return " ".join(f"add_header {name} {_q(value)} always;" for name, value in f.headers)
 
 
 def _q(s: str) -> str:

@@ -44,6 +44,16 @@ KEPT_MESSAGES: dict[str, list[str]] = {
         # A config blob that keeps answering 503 (nginx status fault on blobs).
         'error pulling image configuration: download failed after attempts=6: received unexpected HTTP status: 503 Service Temporarily Unavailable',
     ],
+    'corrupt': [
+        # faultfront.py "corrupt" on the layer blob, then on the config blob (one byte
+        # flipped: the bytes no longer match the digest); in the stream.
+        'filesystem layer verification failed for digest sha256:29e2cf5883a0965696a422cf3b017272ea644cbd05c1e50968f5de536e9e976a',
+        'error pulling image configuration: image config verification failed for digest sha256:bcffb7bdb0419826f4d6044bf07f955ac36dd476b8d316fbade994269adc7dc3',
+        # A layer blob pushed broken (its digest matches its bytes): a truncated gzip,
+        # and a gzip magic followed by junk; in the stream.
+        'failed to register layer: Error processing tar file(exit status 1): unexpected EOF',
+        'failed to register layer: Error processing tar file(exit status 1): archive/tar: invalid tar header',
+    ],
 }
 
 # --- generated below by `python3 -m tests.testbed observe --write`; do not edit by hand

@@ -68,7 +68,9 @@ class Registry:
     tls: (certificate, key) paths to serve HTTPS. netns: run inside that network
     namespace (``ip netns exec``), e.g. a test host with a non-loopback address.
     workdir: use this directory (kept path, record id ``registry-NAME``) instead of
-    a temp dir.
+    a temp dir. proxy: an origin's URL (``http://127.0.0.1:PORT``) makes this a
+    pull-through cache of it (distribution's proxy mode, ``proxy.remoteurl``; pushes
+    to it fail with "unsupported"); proxy_auth: (user, password) for the origin.
     """
 
     def __init__(self, name: str = "plain", *, host: str = "127.0.0.1",
@@ -76,8 +78,12 @@ class Registry:
                  storage: str | os.PathLike[str] | None = None,
                  tls: tuple[str, str] | None = None, netns: str | None = None,
                  workdir: str | os.PathLike[str] | None = None,
-                 owner: int | str | None = None) -> None:
+                 owner: int | str | None = None, proxy: str | None = None,
+                 proxy_auth: tuple[str, str] | None = None) -> None:
         u.assert_allowed_address(host)
+        if proxy is not None:
+            u.assert_allowed_address(proxy.split("://", 1)[-1].rsplit(":", 1)[0])
+        self.proxy, self.proxy_auth = proxy, proxy_auth
         self.name, self.host, self.netns, self.tls = name, host, netns, tls
         self.users = dict(users or {})
         # In a netns the host side cannot bind-test the port; callers pass one.
@@ -125,6 +131,10 @@ class Registry:
             cfg["auth"] = {"htpasswd": {"realm": "pullunit-test", "path": str(pw)}}
         if self.tls:
             cfg["http"]["tls"] = {"certificate": self.tls[0], "key": self.tls[1]}
+        if self.proxy:
+            cfg["proxy"] = {"remoteurl": self.proxy}
+            if self.proxy_auth:
+                cfg["proxy"].update(username=self.proxy_auth[0], password=self.proxy_auth[1])
         # YAML is a superset of JSON: no YAML library needed.
         self.config_path.write_text(json.dumps(cfg, indent=1) + "\n")
 
@@ -243,3 +253,10 @@ class Registry:
 
     def __repr__(self) -> str:
         return f"Registry({self.name!r}, {self.url}, running={self.running()})"
+
+
+def pull_through_cache(origin: Registry, name: str = "cache", **kw: Any) -> Registry:
+    """A registry in proxy mode in front of *origin* (not started): it fetches what it
+    is asked for from the origin and keeps it, and serves a tag it has kept while the
+    origin is down. The origin's first user's credentials go upstream."""
+    return Registry(name, proxy=origin.url, proxy_auth=origin.auth, **kw)

@@ -63,6 +63,25 @@ TEXTS = [
      "unexpected HTTP status: 503 Service Temporarily Unavailable", C.SERVER_ERROR),
     ("received unexpected HTTP status: 404 Not Found", C.NOT_FOUND),
     ("unknown blob", C.NOT_FOUND),
+    # a blob that does not match its digest, or matches and does not unpack (dockerd
+    # 20.10, observed through tests/testbed/faultfront.py corrupt mode and a broken blob)
+    ("filesystem layer verification failed for digest sha256:29e2cf5883a0965696a422cf3b01"
+     "7272ea644cbd05c1e50968f5de536e9e976a", C.CORRUPT),
+    ("error pulling image configuration: image config verification failed for digest "
+     "sha256:bcffb7bdb0419826f4d6044bf07f955ac36dd476b8d316fbade994269adc7dc3", C.CORRUPT),
+    ("failed to register layer: Error processing tar file(exit status 1): unexpected EOF",
+     C.CORRUPT),
+    ("failed to register layer: Error processing tar file(exit status 1): archive/tar: "
+     "invalid tar header", C.CORRUPT),
+    ("failed to register layer: Error processing tar file(exit status 1): gzip: invalid "
+     "header", C.CORRUPT),
+    ('failed commit on ref "layer-sha256:aa": unexpected commit digest sha256:bb, '
+     "expected sha256:aa: failed precondition", C.CORRUPT),
+    # a full disk while unpacking is the disk, not the layer
+    ("failed to register layer: Error processing tar file(exit status 1): write /x: no "
+     "space left on device", C.DISK_FULL),
+    # a registry that serves other bytes for a pinned manifest digest
+    ("image manifest verification failed for digest sha256:aa", C.DIGEST_MISMATCH),
 ]
 
 
@@ -110,11 +129,15 @@ def test_exit_codes_follow_the_contract() -> None:
     assert {exit_code(c) for c in (C.UNREACHABLE, C.SERVER_ERROR, C.STALLED, C.RATE_LIMITED,
                                    C.DAEMON_UNAVAILABLE)} == {69}
     assert exit_code(C.DISK_FULL) == 73
+    assert exit_code(C.CORRUPT) == ExitCode.OSFILE == 72
+    assert exit_code(C.CREDENTIALS) == ExitCode.CONFIG == 78
+    # every class has its code, and corrupt's is its own
+    assert [c for c in C if exit_code(c) == 72] == [C.CORRUPT]
 
 
 def test_permanent_classes() -> None:
-    assert {C.NOT_FOUND, C.DENIED, C.PLATFORM, C.DIGEST_MISMATCH,
-                         C.VERIFY_FAILED, C.TLS, C.DISK_FULL} == PERMANENT
+    assert {C.NOT_FOUND, C.DENIED, C.PLATFORM, C.DIGEST_MISMATCH, C.VERIFY_FAILED, C.TLS,
+            C.DISK_FULL, C.CORRUPT, C.CREDENTIALS} == PERMANENT
     assert Failure(C.DNS, "x").permanent is False
     assert Failure(C.DENIED, "x").exit_code == 77
 
@@ -174,3 +197,36 @@ def test_a_failure_message_has_no_raw_terminal_control() -> None:
     f = PullFailed.of(C.NOT_FOUND, "not found: \x1b]0;owned\x07\x1b[2J gone").failure
     assert f.message == "not found: \\x1b]0;owned\\x07\\x1b[2J gone"
     assert f.message.isprintable()
+
+
+def test_the_fix_for_a_failing_credential_helper_names_it_and_its_config() -> None:
+    """Issue 10: not "access denied, run docker login", but this host's helper."""
+    from pathlib import Path
+
+    from pullunit.hints import HintContext, fix_for
+    from pullunit.reference import parse_reference
+
+    ctx = HintContext(ref=parse_reference("registry.example.com/team/app:1"),
+                      config_path=Path("/root/.docker/config.json"),
+                      credential_helper="docker-credential-pass",
+                      credential_source="credsStore in /root/.docker/config.json")
+    fix = fix_for(C.CREDENTIALS, ctx)
+    assert fix.startswith("this host's credential helper docker-credential-pass (credsStore "
+                          "in /root/.docker/config.json) must answer without a prompt")
+    assert "'echo registry.example.com | docker-credential-pass get'" in fix
+    assert "docker login" not in fix and "rejected" not in fix
+    hub = HintContext(ref=parse_reference("alpine:3"), credential_helper="docker-credential-x")
+    assert "'echo https://index.docker.io/v1/ | docker-credential-x get'" in fix_for(
+        C.CREDENTIALS, hub)
+
+
+def test_the_fix_for_a_corrupt_layer_is_the_field_guides() -> None:
+    from pullunit.hints import HintContext, fix_for
+    from pullunit.reference import parse_reference
+
+    ref = parse_reference("registry.example.com/team/app:1")
+    fix = fix_for(C.CORRUPT, HintContext(ref=ref, data_root="/srv/docker"))
+    for part in ("twice", "/srv/docker", "dmesg -T | tail -n 200", "smartctl -a",
+                 "docker image rm -f registry.example.com/team/app:1",
+                 "https://registry.example.com/v2/"):
+        assert part in fix, part

@@ -158,7 +158,9 @@ def test_examples_validate() -> None:
 
     proc = run_cli("validate", EXAMPLES / "web.toml", EXAMPLES / "minimal.toml")
     assert proc.returncode == 0, proc.stderr
-    assert proc.stderr == ""
+    # The example's secret files exist only on a host that has them: said, not an error.
+    assert all("run.secrets." in line and "does not exist" in line
+               for line in proc.stderr.splitlines()), proc.stderr
 
 
 def test_debug_flag_is_accepted(config_dir: Path) -> None:

@@ -181,10 +181,10 @@ BAD = [
     Bad("docker-args-pull", BASE + "[run]\ndocker_args = ['--pull=always']\n",
         "run.docker_args[0]: '--pull' is managed by pullunit and cannot be passed in "
         "docker_args"),
-    Bad("docker-args-pull-split", BASE + "[run]\ndocker_args = ['--init', '--pull', 'always']\n",
+    Bad("docker-args-pull-split", BASE + "[run]\ndocker_args = ['--tty', '--pull', 'always']\n",
         "run.docker_args[1]: '--pull' is managed by pullunit"),
     Bad("docker-args-detach", BASE + "[run]\ndocker_args = ['-d']\n",
-        "run.docker_args[0]: '-d' is managed by pullunit"),
+        "run.docker_args[0]: '-d' (--detach) is managed by pullunit"),
     Bad("docker-args-name", BASE + "[run]\ndocker_args = ['--name=other']\n",
         "run.docker_args[0]: '--name' is managed by pullunit"),
     Bad("docker-args-rm", BASE + "[run]\ndocker_args = ['--rm']\n",
@@ -318,8 +318,9 @@ BAD = [
         BASE + "[health]\ninterval = '30s'\nstart_timeout = '20s'\n",
         "health.start_timeout: must be longer than health.interval"),
     Bad("health-and-docker-args", BASE + "[health]\ncmd = ['/bin/check']\n"
-        "[run]\ndocker_args = ['--init', '--health-interval=5s']\n",
-        "run.docker_args[1]: '--health-interval' conflicts with the [health] table"),
+        "[run]\ndocker_args = ['--tty', '--health-interval=5s']\n",
+        "run.docker_args[1]: '--health-interval' is managed by pullunit and cannot be passed "
+        "in docker_args; set health.interval instead"),
     # [update]
     Bad("update-unknown-key", BASE + "[update]\nautomatic = true\n",
         "update.automatic: unknown key 'automatic'; did you mean 'auto'?"),
@@ -461,13 +462,18 @@ def test_full_example_parses_every_key() -> None:
     raw = tomllib.loads((EXAMPLES / "web.toml").read_text())
     from pullunit.config import _SCHEMA  # the allow-list: the example must show all of it
 
-    assert {t: set(raw[t]) for t in raw} == {t: set(keys) for t, keys in _SCHEMA.items()}
+    # run.network is the one-network short form of run.networks: the example shows the
+    # long form (and names the short one in a comment), as both cannot be set.
+    assert {t: set(raw[t]) for t in raw} == {t: set(keys) - ({"network"} if t == "run" else set())
+                                            for t, keys in _SCHEMA.items()}
+    assert "`network = \"NAME\"`" in (EXAMPLES / "web.toml").read_text()
     assert str(app.image.ref) == "registry.example.com:5000/shop/web:1.4.2"
     assert app.image.ref.host == "registry.example.com"
     assert app.image.platform == "linux/amd64"
     assert app.image.policy is Policy.ALWAYS
     assert app.image.auth_file == Path("/etc/pullunit/auth/registry.json")
     assert app.image.verify == ("/usr/local/bin/web", "--self-test")
+    assert app.image.mirrors == ("cache.dc1.example:5000",)
     assert app.pull.deadline == 3600.0
     assert app.pull.max_delay == 300.0
     assert app.run.env == (("TZ", "Europe/Berlin"), ("GREETING", "hello, world"))

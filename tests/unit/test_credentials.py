@@ -153,7 +153,7 @@ def test_helper_without_an_entry_falls_back_to_auths(tmp_path: Path, bin_dir: Pa
     ("garbage", "echo 'hello'\n", "is not {\"Username\", \"Secret\"} JSON"),
     ("missing", None, "is not installed or not on PATH"),
 ])
-def test_helper_failures_are_denied_naming_it(tmp_path: Path, bin_dir: Path, name: str,
+def test_helper_failures_are_a_credentials_error_naming_it(tmp_path: Path, bin_dir: Path, name: str,
                                               body: str | None, said: str) -> None:
     if body is not None:
         _helper(bin_dir, name, body)
@@ -161,9 +161,11 @@ def test_helper_failures_are_denied_naming_it(tmp_path: Path, bin_dir: Path, nam
     with pytest.raises(HelperFailed) as e:
         credentials(REF, cfg)
     assert e.value.helper == f"docker-credential-{name}"
-    assert e.value.failure.cls is FailureClass.DENIED and e.value.exit_code == 77
+    # this host's configuration (issue 10), not the registry's "access denied"
+    assert e.value.failure.cls is FailureClass.CREDENTIALS and e.value.exit_code == 78
     assert said in e.value.failure.message
     assert f"credHelpers['127.0.0.1:5001'] in {cfg}" in e.value.failure.message
+    assert e.value.where == f"credHelpers['127.0.0.1:5001'] in {cfg}"
 
 
 def test_helper_that_hangs_is_bounded_and_killed_with_its_children(

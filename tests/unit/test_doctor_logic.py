@@ -71,7 +71,7 @@ def test_check_ids_are_stable() -> None:
     assert doctor.CHECKS == (
         "reference", "daemon", "local_image", "disk", "daemon_config", "proxy", "dns", "tcp",
         "tls", "registry_api", "credentials", "manifest", "platform", "clock",
-        "ip_versions", "proxy_path", "blob", "daemon_log",
+        "ip_versions", "proxy_path", "blob", "daemon_log", "mirrors", "rate_limit",
     )
     assert doctor.CONFIG_CHECK == "config"
 

@@ -1,7 +1,8 @@
-"""Property: an arbitrary string in an env value, a command argument, the entrypoint or the
-description either fails validation cleanly (a ConfigError naming file and key, and only
-when the value really cannot be carried) or ends up in units that `systemd-analyze verify`
-accepts and that systemd's own loader reads back intact.
+"""Property: an arbitrary string in an env value, a command argument, the entrypoint, the
+description, a label (name or value), a log option or a sysctl value either fails
+validation cleanly (a ConfigError naming file and key, and only when the value really
+cannot be carried) or ends up in units that `systemd-analyze verify` accepts and that
+systemd's own loader reads back intact.
 
 Each example is a batch of apps, checked with one verify and one `systemd --test` call.
 """
@@ -43,11 +44,24 @@ text_values = st.one_of(
 env_names = st.builds(lambda head, tail: head + tail,
                       st.sampled_from("ABCXYZ_abz"),
                       st.text(alphabet="ABZ09_az", max_size=6))
+# The container keys: label names (valid and not), and sizes, by the documented rules.
+LABEL_NAMES = {"a": True, "com.example.x-y_z": True, "%n": True, "$X": True, "${X}": True,
+               "é☃": True, "\\;": True, '"q"': True, "a b": False, "a=b": False, "": False,
+               "pullunit.app": False, "PULLUNIT.x": False, "a\u00a0b": False,
+               "a\x1bb": False, "a\x7f": False, "\ufffe": False, "\u2028": False}
+SIZES = {"512m": True, "1.5GiB": True, "6291456": True, "100k": False, "1e9": False,
+         "512 m": False, "%n": False, "-1": False, "1g\n": False, "\u0665m": False}
 app_specs = st.fixed_dictionaries({
     "command": st.lists(text_values, max_size=4),
     "env": st.dictionaries(env_names, text_values, max_size=3),
     "entrypoint": st.none() | text_values,
     "description": st.none() | text_values,
+    "labels": st.dictionaries(st.sampled_from(sorted(LABEL_NAMES)), text_values, max_size=3),
+    "log_opts": st.dictionaries(st.sampled_from(["tag", "x.y", "a-b"]), text_values,
+                                max_size=2),
+    "sysctls": st.dictionaries(st.sampled_from(["net.core.somaxconn", "kernel.shmmax"]),
+                               text_values, max_size=2),
+    "memory": st.none() | st.sampled_from(sorted(SIZES)),
 })
 
 
@@ -70,6 +84,12 @@ def bad_keys(spec: dict[str, Any]) -> set[str]:
     ep = spec["entrypoint"]
     if ep is not None and (ep == "" or any(map(_uncarriable, ep))):
         keys.add("run.entrypoint")
+    for table in ("labels", "log_opts", "sysctls"):
+        for name, value in spec[table].items():
+            if any(map(_uncarriable, value)) or not LABEL_NAMES.get(name, True):
+                keys.add(f"run.{table}.{name}")
+    if spec["memory"] is not None and not SIZES[spec["memory"]]:
+        keys.add("run.memory")
     d = spec["description"]
     # systemd strips white space around a value and reads a trailing \ as a continuation;
     # pullunit rejects what Python calls white space there, a superset.
@@ -89,6 +109,13 @@ def to_toml(spec: dict[str, Any]) -> str:
         doc["run"]["entrypoint"] = spec["entrypoint"]
     if spec["description"] is not None:
         doc["unit"] = {"description": spec["description"]}
+    for table in ("labels", "log_opts", "sysctls"):
+        if spec[table]:
+            doc["run"][table] = spec[table]
+    if spec["log_opts"]:
+        doc["run"]["log_driver"] = "gelf"  # a driver whose options pullunit does not check
+    if spec["memory"] is not None:
+        doc["run"]["memory"] = spec["memory"]
     return tomli_w.dumps(doc)
 
 
@@ -137,18 +164,31 @@ KNOWN = ["plain", "", " ", ";", "\\;", "%n", "100%", "$HOME", "$$", "${X}", '"q"
          "\ufffe", "\U0010ffff", "\n", "\x85", "\u2028"]
 
 
-@pytest.mark.parametrize("field", ["command", "env", "entrypoint", "description"])
+@pytest.mark.parametrize("field", ["command", "env", "entrypoint", "description", "labels",
+                                   "log_opts", "sysctls"])
 def test_known_tricky_values(field: str) -> None:
     specs = []
     for value in KNOWN:
         spec: dict[str, Any] = {"command": [], "env": {}, "entrypoint": None,
-                                "description": None}
+                                "description": None, "labels": {}, "log_opts": {},
+                                "sysctls": {}, "memory": None}
         if field == "command":
             spec["command"] = ["echo", value]
         elif field == "env":
             spec["env"] = {"V": value}
+        elif field in ("labels", "log_opts"):
+            spec[field] = {"tag": value}
+        elif field == "sysctls":
+            spec[field] = {"net.core.somaxconn": value}
         else:
             spec[field] = value
         specs.append(spec)
     check_batch(specs)
 
+
+
+def test_known_label_names_and_sizes() -> None:
+    empty: dict[str, Any] = {"command": [], "env": {}, "entrypoint": None, "description": None,
+                             "labels": {}, "log_opts": {}, "sysctls": {}, "memory": None}
+    check_batch([{**empty, "labels": {name: "v"}} for name in LABEL_NAMES]
+                + [{**empty, "memory": size} for size in SIZES])

@@ -21,6 +21,7 @@ from pullunit.credentials import Credentials
 from pullunit.engine import LocalImage
 from pullunit.notify import Notifier
 from pullunit.puller import GaveUp, Outcome, Puller, Source
+from pullunit.ratelimit import RateLimit
 from pullunit.retry import PREFETCH_DEADLINE
 
 REPO = "registry.test:5000/team/web"
@@ -60,6 +61,7 @@ class Engine:
         self.images: dict[str, LocalImage] = {}
         self.daemon_platform = "linux/amd64"
         self.platform_asked = 0
+        self.released: list[str] = []
         self.probe: Callable[[], None] = lambda: None
 
     def remote_digest(self, ref: object, auth: object, timeout: float) -> str:
@@ -77,6 +79,10 @@ class Engine:
     def platform(self) -> str:
         self.platform_asked += 1
         return self.daemon_platform
+
+    def release(self, name: str) -> None:
+        self.released.append(name)
+        self.images.pop(name, None)
 
 
 ANSWER = "answer"  # a probe that succeeds without the pull that follows it succeeding
@@ -102,7 +108,12 @@ class Bed:
         self.pulls = 0
         self.probes = 0
         self.notifier = Said()
-        self.retry_after: float | None = None
+        self.quotas: list[RateLimit | None] = []  # what the registry says after each 429
+        self.quota_asked: list[float] = []
+
+    def quota(self, timeout: float) -> RateLimit | None:
+        self.quota_asked.append(timeout)
+        return self.quotas.pop(0) if self.quotas else None
 
     def app(self, policy: str, pull: dict[str, str], image_keys: str = "") -> Path:
         path = self.root / "web.toml"
@@ -146,13 +157,12 @@ class Bed:
 
         self.engine.probe = probe
         p._credentials = no_helper  # type: ignore[method-assign]
-        # the registry's Retry-After, asked after a 429/5xx: scripted, no network
-        p._retry_after = lambda rules: self.retry_after  # type: ignore[method-assign]
 
         def no_api() -> None:
             raise AssertionError("the loop needs no docker-py here")
 
         p._pull_once = pull_once  # type: ignore[method-assign]
+        p._quota = self.quota  # type: ignore[method-assign]
         p._engine = lambda: self.engine  # type: ignore[method-assign]
         p._api = no_api  # type: ignore[method-assign]
         return p
@@ -467,9 +477,11 @@ def test_only_layer_pulls_take_a_slot(bed: Bed, monkeypatch: pytest.MonkeyPatch)
 
 
 def test_the_registrys_retry_after_is_honoured(bed: Bed) -> None:
-    bed.retry_after = 90.0
+    """The pull's 429 and the probe's: each HEAD reads Retry-After 90 s."""
+    bed.quotas = [RateLimit(retry_after=90.0), RateLimit(retry_after=90.0)]
     bed.puller([R, R, image(1)], rate_limit_delay='"30s"').run()
     assert bed.clock.sleeps == [90.0, 90.0]  # above the 429 floor and the probe schedule
+    assert len(bed.quota_asked) == 2  # one HEAD per 429, never two
 
 
 @pytest.mark.parametrize(("cls", "message", "asks"), [
@@ -493,12 +505,91 @@ def test_without_a_retry_after_the_429_floor_applies(bed: Bed) -> None:
 
 
 def test_the_time_spent_asking_for_retry_after_counts_in_the_wait(bed: Bed) -> None:
-    p = bed.puller([R, image(1)], rate_limit_delay='"30s"')
+    """A probe's 429: the loop asks (the pull's own 429 was asked inside its attempt)."""
+    p = bed.puller([U, R, image(1)], rate_limit_delay='"30s"')
 
-    def slow_registry(rules: object) -> None:
+    def slow_registry(timeout: float) -> None:
+        bed.quota_asked.append(timeout)
         bed.clock.now += 2.0  # the HEAD took 2 s and said nothing
         return None
 
-    p._retry_after = slow_registry  # type: ignore[method-assign,assignment]
+    p._quota = slow_registry  # type: ignore[method-assign,assignment]
     p.run()
-    assert bed.clock.sleeps == [28.0]  # 30 s from the failure, not from the answer
+    assert bed.clock.sleeps == [1.0, 28.0]  # 30 s from the failure, not from the answer
+    assert len(bed.quota_asked) == 1
+
+
+# --- a corrupt blob: removed, pulled once more from scratch, then `corrupt` (issue 10) ---
+
+C = FailureClass.CORRUPT
+
+
+def test_a_corrupt_blob_is_pulled_once_more_at_once_and_can_succeed(bed: Bed) -> None:
+    out = bed.puller([C, image(1)], policy="always").run()
+    assert (out.source, out.attempts, bed.pulls) == (Source.PULLED, 2, 2)
+    assert bed.clock.sleeps == []  # from scratch at once: not a backoff
+    assert bed.engine.released == []  # nothing was under the ref
+
+
+def test_corrupt_twice_gives_up_with_its_own_code(bed: Bed) -> None:
+    with pytest.raises(GaveUp) as e:
+        bed.puller([C, C, image(1)]).run()
+    assert e.value.failure.cls is C and e.value.attempts == 2 and bed.pulls == 2
+    assert int(e.value.exit_code) == 72 and bed.clock.sleeps == []
+    assert bed.state()["last_failure"]["cls"] == "corrupt"  # type: ignore[index]
+
+
+def test_corrupt_removes_an_unknown_image_under_the_ref_before_pulling_again(
+        bed: Bed) -> None:
+    bed.engine.add(image(7))  # tagged under the ref, not one of the app's images
+    out = bed.puller([C, image(1)], policy="always").run()
+    assert bed.engine.released == [REF] and out.attempts == 2
+
+
+def test_corrupt_keeps_a_known_good_image_under_the_ref(bed: Bed) -> None:
+    """The app's own good image under the ref is not removed, and under policy "always"
+    the second corruption (permanent) falls back to it."""
+    bed.good(3)
+    bed.engine.add(image(3))
+    out = bed.puller([C, C], policy="always").run()
+    assert bed.engine.released == [] and bed.pulls == 2
+    assert out.source is Source.FALLBACK and out.reference == run_ref(3)
+
+
+def test_one_fresh_pull_per_run(bed: Bed) -> None:
+    """retry_permanent: later corrupt attempts are retried by the loop, not doubled."""
+    out = bed.puller([C, C, C, image(1)], retry_permanent="true").run()
+    assert bed.pulls == 4 and out.attempts == 4 and bed.clock.sleeps == [1.0, 2.0]
+
+
+# --- a 429: the registry's own quota, read with one HEAD, goes into the failure ---
+
+
+def test_a_429_says_the_registrys_quota_and_keeps_its_retry_after(bed: Bed) -> None:
+    bed.quotas = [RateLimit(limit=100, remaining=0, window=21600, retry_after=120.0)]
+    p = bed.puller([R, image(1)], rate_limit_delay='"30s"')
+    statuses: list[str] = []
+    p.notifier.status = statuses.append  # type: ignore[method-assign]
+    p.run()
+    assert any(s.startswith("attempt 1 failed (rate_limited): registry.test:5000: 0 of 100 "
+                            "pulls left in the window (6h, rolling)") for s in statuses), statuses
+    assert len(bed.quota_asked) == 1 and 0 < bed.quota_asked[0] <= 3.0
+    failure = bed.state()["failures"][0]  # type: ignore[index]
+    assert failure["cls"] == "rate_limited"
+    assert failure["message"].startswith(
+        "registry.test:5000: 0 of 100 pulls left in the window (6h, rolling)")
+    assert "Retry-After 2min" in failure["message"]
+    assert "scripted rate_limited" in failure["message"]
+    assert bed.clock.sleeps == [120.0]  # the loop honours it
+
+
+def test_a_429_without_a_quota_keeps_the_daemons_words(bed: Bed) -> None:
+    p = bed.puller([R, image(1)])
+    p.run()
+    assert bed.state()["failures"][0]["message"] == "scripted rate_limited"  # type: ignore[index]
+    assert p.retry_after is None and len(bed.quota_asked) == 1
+
+
+def test_no_quota_lookup_for_other_classes(bed: Bed) -> None:
+    bed.puller([U, image(1)]).run()
+    assert bed.quota_asked == []

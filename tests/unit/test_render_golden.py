@@ -15,6 +15,7 @@ import pytest
 
 from pullunit import paths
 from pullunit.config import DEFAULT_CONFIG_DIR, AppConfig, parse_app
+from pullunit.errors import ConfigError
 from pullunit.render import (
     IMAGE_VARIABLE,
     UnitFile,
@@ -22,6 +23,7 @@ from pullunit.render import (
     make_environment,
     pull_argv,
     render_app,
+    start_commands,
 )
 
 from .conftest import EXAMPLES
@@ -91,13 +93,48 @@ def test_docker_run_argv_of_the_full_example() -> None:
         "--env-file", "/etc/pullunit/web.env",
         "--publish", "8080:80", "--publish", "127.0.0.1:8443:443/tcp",
         "--volume", "/srv/web/data:/data", "--volume", "web-cache:/var/cache/web:rw",
-        "--network", "bridge", "--user", "1000:1000",
-        "--read-only", "--memory=512m",
+        "--mount", "type=bind,source=/run/credentials/web.service/db_password,"
+        "target=/run/secrets/db_password,readonly",
+        "--mount", "type=bind,source=/run/credentials/web.service/tls_key,"
+        "target=/run/secrets/tls_key,readonly",
+        "--network", "shop-front", "--network-alias", "web", "--network-alias", "www",
+        "--ip", "172.30.0.10", "--user", "1000:1000",
+        "--memory", "512m", "--memory-swap", "1g", "--cpus", "1.5", "--pids-limit", "200",
+        "--shm-size", "128m", "--ulimit", "nofile=4096:8192", "--ulimit", "core=0",
+        "--log-driver", "local", "--log-opt", "max-size=10m", "--log-opt", "max-file=3",
+        "--read-only", "--tmpfs", "/tmp:size=64m,mode=1777", "--tmpfs", "/run",
+        "--cap-add", "NET_BIND_SERVICE", "--cap-drop", "ALL",
+        "--security-opt", "apparmor=docker-default",
+        "--security-opt", "no-new-privileges=true", "--device", "/dev/fuse",
+        "--group-add", "audio", "--group-add", "1001",
+        "--sysctl", "net.ipv4.ip_unprivileged_port_start=80", "--hostname", "web-1",
+        "--dns", "10.0.0.2", "--dns-search", "shop.internal",
+        "--add-host", "db.shop.internal:10.0.0.5", "--add-host", "host.internal:host-gateway",
+        "--label", "com.example.team=shop", "--label", "com.example.tier=front",
+        "--workdir", "/srv/web", "--init", "--stop-signal", "SIGTERM",
+        "--cpu-shares", "512", "--oom-score-adj=-100",
         "--health-cmd", "exec /usr/local/bin/web --health", "--health-interval=5s",
         "--health-timeout=3s", "--health-start-period=10s", "--health-retries=3",
         IMAGE_VARIABLE,
         "--port", "8080", "--greeting", '100% "quoted" $HOME stays literal',
     ]
+    # Two networks: created with the first, connected to the second before it starts.
+    commands = start_commands(app)
+    assert commands.pre == [docker_run_argv(app, "create"),
+                            ["/usr/bin/docker", "network", "connect", "--alias", "web-api",
+                             "shop-back", "web"]]
+    assert commands.start == ["/usr/bin/docker", "start", "--attach", "web"]
+
+
+def test_one_network_or_none_is_a_plain_docker_run(tmp_path: Path) -> None:
+    for extra in ("", "[run]\nnetwork = 'n1'\n",
+                  "[run]\nnetworks = [{name = 'n1', aliases = ['a'], ip = '10.1.2.3'}]\n"):
+        app = parse_app("a", tomllib.loads('[image]\nref = "a:1"\n' + extra),
+                        tmp_path / "a.toml")
+        commands = start_commands(app)
+        assert commands.pre == [] and commands.start == docker_run_argv(app)
+        run = render_app(app, make_environment(tmp_path), tmp_path, EXECUTABLE)[1].text
+        assert run.count("ExecStartPre=") == 1 and "ExecStart=/usr/bin/docker run " in run
 
 
 def test_pull_argv_names_the_config_dir_only_when_not_default() -> None:
@@ -171,3 +208,21 @@ def test_gate_is_rendered_unless_disabled(tmp_path: Path) -> None:
     assert "ExecStartPost" not in run and "NotifyAccess" not in run
     assert "TimeoutStartSec" not in run
     assert '--health-cmd "exec /bin/check"' in run  # Docker still runs the check
+
+
+def test_an_override_without_create_execs_is_refused_for_several_networks(
+        tmp_path: Path) -> None:
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "run.service.j2").write_text(
+        "{{ marker }}\n[Unit]\nDescription={{ description }}\n[Service]\n"
+        "ExecStart={{ run_exec }}\n")
+    env = make_environment(tmp_path)
+    one = parse_app("a", tomllib.loads('[image]\nref = "a:1"\n[run]\nnetworks = ["n1"]\n'),
+                    tmp_path / "a.toml")
+    assert "docker run" in render_app(one, env, tmp_path, EXECUTABLE)[1].text
+    two = parse_app("b", tomllib.loads('[image]\nref = "a:1"\n[run]\n'
+                                       'networks = ["n1", "n2"]\n'), tmp_path / "b.toml")
+    with pytest.raises(ConfigError, match=r"b\.toml: run\.networks: 2 networks need the run "
+                       r"unit to create the container first, but the template .*"
+                       r"templates/run\.service\.j2 does not render create_execs"):
+        render_app(two, env, tmp_path, EXECUTABLE)

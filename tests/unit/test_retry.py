@@ -180,6 +180,11 @@ def test_retry_after_is_a_floor_when_known() -> None:
     assert isinstance(d, RetryAfter) and d.delay == 120.0
 
 
+def test_retry_after_is_honoured_up_to_an_hour() -> None:
+    d = decide(rules(), situation(FailureClass.RATE_LIMITED, retry_after=1e9), FakeRng())
+    assert isinstance(d, RetryAfter) and d.delay == retry.RETRY_AFTER_MAX == 3600.0
+
+
 def test_wakes_when_refresh_timeout_ends_but_remembers_the_backoff() -> None:
     r = rules(Policy.ALWAYS)
     d = decide(r, situation(FailureClass.RATE_LIMITED, elapsed=25.0, fallback_possible=True),

@@ -10,7 +10,14 @@ import pytest
 
 from pullunit import paths
 from pullunit.config import AppConfig, load_app
-from pullunit.render import docker_run_argv, gate_argv, pull_argv, rm_argv, stop_post_argv
+from pullunit.render import (
+    docker_run_argv,
+    gate_argv,
+    pull_argv,
+    rm_argv,
+    start_commands,
+    stop_post_argv,
+)
 from pullunit.unitfiles import generate
 
 from . import sdtools
@@ -24,12 +31,18 @@ needs_systemd = pytest.mark.skipif(not sdtools.HAVE_SYSTEMD_TEST,
                                    reason="needs /lib/systemd/systemd --test")
 
 
+def with_image_variable(app: AppConfig, argv: list[str]) -> list[str]:
+    """A docker run/create argv with the image slot as the ${PULLUNIT_IMAGE} reference."""
+    if argv[1] in ("run", "create"):
+        argv = list(argv)
+        image_slot = len(argv) - len(app.run.command) - 1
+        argv[image_slot] = sdtools.VAR.format("PULLUNIT_IMAGE")
+    return argv
+
+
 def expected_run_argv(app: AppConfig) -> list[str]:
     """docker_run_argv() with the image slot as the ${PULLUNIT_IMAGE} reference."""
-    argv = docker_run_argv(app)
-    image_slot = len(argv) - len(app.run.command) - 1
-    argv[image_slot] = sdtools.VAR.format("PULLUNIT_IMAGE")
-    return argv
+    return with_image_variable(app, docker_run_argv(app))
 
 
 def assert_loaded_as_meant(result: sdtools.LoadResult, apps: list[AppConfig],
@@ -41,10 +54,15 @@ def assert_loaded_as_meant(result: sdtools.LoadResult, apps: list[AppConfig],
         assert run.load_state == "loaded" and pull.load_state == "loaded"
         assert run.description == app.description
         assert pull.description == f"Pull image for {app.name}: {app.image.ref}"
+        commands = start_commands(app)
         [start] = run.exec_lines["ExecStart"]
-        assert sdtools.exec_argv(start) == expected_run_argv(app)
-        [pre] = run.exec_lines["ExecStartPre"]
+        assert sdtools.exec_argv(start) == with_image_variable(app, commands.start)
+        pre, *create = run.exec_lines["ExecStartPre"]
         assert sdtools.exec_argv(pre) == rm_argv(app)
+        assert [sdtools.exec_argv(c) for c in create] == [
+            with_image_variable(app, argv) for argv in commands.pre]
+        if len(app.run.networks) <= 1:
+            assert sdtools.exec_argv(start) == expected_run_argv(app)
         assert rm_argv(app)[-2:] == [paths.DOCKER, app.run.name]
         [stop_post] = run.exec_lines["ExecStopPost"]
         assert sdtools.exec_argv(stop_post) == stop_post_argv(app)
@@ -135,6 +153,8 @@ def test_generated_units_for_every_schema_feature_pass_verify(tmp_path: Path) ->
                   "interval = '250ms'\ntimeout = '1min 0.5s'\nretries = 7\n"
                   "start_period = '2h'\nstart_timeout = '10min'\n",
         "health-off": "[health]\nenabled = false\n",
+        "secrets": "[run.secrets]\ndb = '/etc/pullunit/secrets/a b:c'\n"
+                   "'k.1_x-y' = { path = '/s/k.cred', encrypted = true }\n",
     }
     for name, extra in variants.items():
         (cfg / f"{name}.toml").write_text('[image]\nref = "nginx:1"\n' + extra)
@@ -148,3 +168,69 @@ def test_generated_units_for_every_schema_feature_pass_verify(tmp_path: Path) ->
     if sdtools.HAVE_SYSTEMD_TEST:
         loaded = sdtools.load_units(units)
         assert_loaded_as_meant(loaded, result.apps, cfg)
+
+
+# One valid value of each [run] container key, written as TOML.
+CONTAINER_SAMPLES = {
+    "memory": "'512m'", "memory_swap": "-1", "cpus": "0.5", "pids_limit": "100",
+    "shm_size": "'64m'", "ulimits": "{ nofile = { soft = 1024, hard = 2048 }, core = 0 }",
+    "log_driver": "'json-file'", "log_opts": "{ max-size = '1m', tag = '100%n $HOME' }",
+    "read_only": "true", "tmpfs": "['/tmp:size=50%,mode=1777', '/run']",
+    "cap_add": "['NET_ADMIN', 'cap_sys_time']", "cap_drop": "['ALL']",
+    "security_opt": "['label=type:x_t', 'seccomp=/etc/a b%n.json']",
+    "no_new_privileges": "true", "privileged": "true",
+    "devices": "['/dev/fuse', '/dev/a:/dev/b:rw']", "group_add": "['audio', '5']",
+    "sysctls": "{ 'net.ipv4.ip_forward' = 1, 'kernel.msgmax' = '65536' }",
+    "hostname": "'web-1.example'", "dns": "['127.0.0.53', '::1']",
+    "dns_search": "['example.com', '.']", "add_hosts": "{ db = '127.0.0.2', gw = 'host-gateway' }",
+    "networks": "[{ name = 'n1', aliases = ['a', 'b'], ip = '10.9.0.2', ip6 = 'fd00::2' }, 'n2']",
+    "labels": "{ 'a.b' = '100% $HOME ${X} \\\\ \"q\" ;', c = '' }",
+    "workdir": "'/srv/a b'", "init": "false", "stop_signal": "'SIGQUIT'",
+}
+
+
+def test_container_samples_cover_every_key() -> None:
+    from pullunit.runkeys import SCHEMA
+
+    assert set(CONTAINER_SAMPLES) == set(SCHEMA)
+
+
+@needs_verify
+def test_every_container_key_and_combination_passes_verify(tmp_path: Path) -> None:
+    """Each key alone, all of them together, and every combination of what changes the
+    shape of the run unit (no, one or two networks; the gate; a stop signal)."""
+    cfg, out = tmp_path / "cfg", tmp_path / "out"
+    cfg.mkdir()
+    variants = {f"key-{k.replace('_', '-')}": f"[run]\n{k} = {v}\n"
+                for k, v in CONTAINER_SAMPLES.items()}
+    variants["key-memory-swap"] = "[run]\nmemory = '1g'\nmemory_swap = '2g'\n"
+    variants["key-log-opts"] = "[run]\nlog_driver = 'local'\nlog_opts = { max-file = 2 }\n"
+    variants["all"] = "[run]\n" + "".join(f"{k} = {v}\n" for k, v in CONTAINER_SAMPLES.items())
+    nets = {"none": "", "one": "networks = [{ name = 'n1', aliases = ['x'] }]\n",
+            "two": "networks = ['n1', { name = 'n2', aliases = ['y'], ip = '10.0.0.9' }]\n",
+            "three": "networks = ['n1', 'n2', 'n3']\n"}
+    for net, net_toml in nets.items():
+        for gate in (True, False):
+            for sig in ("", "stop_signal = 'SIGINT'\n"):
+                name = f"shape-{net}-{'gate' if gate else 'nogate'}-{'sig' if sig else 'term'}"
+                variants[name] = ("[run]\ncommand = ['a', '${PULLUNIT_IMAGE}']\n" + net_toml + sig
+                                  + ("" if gate else "[health]\nenabled = false\n"))
+    for name, extra in variants.items():
+        (cfg / f"{name}.toml").write_text('[image]\nref = "nginx:1"\n' + extra)
+    result = generate(cfg, out, executable=EXE)
+    assert result.errors == []
+    units = sorted(out.glob("*.service"))
+    assert len(units) == 2 * len(variants)
+    proc = sdtools.verify(units)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout + proc.stderr == ""
+    if sdtools.HAVE_SYSTEMD_TEST:
+        loaded = sdtools.load_units(units)
+        assert_loaded_as_meant(loaded, result.apps, cfg)
+        for app in result.apps:
+            run = loaded.units[app.run_unit]
+            connects = len(app.run.networks) - 1 if len(app.run.networks) > 1 else 0
+            assert len(run.exec_lines["ExecStartPre"]) == 1 + bool(connects) + connects
+    text = (out / "shape-two-gate-sig.service").read_text()
+    assert "SuccessExitStatus=143 130\n" in text
+    assert "ExecStart=/usr/bin/docker start --attach shape-two-gate-sig\n" in text
