@@ -593,3 +593,15 @@ def test_a_429_without_a_quota_keeps_the_daemons_words(bed: Bed) -> None:
 def test_no_quota_lookup_for_other_classes(bed: Bed) -> None:
     bed.puller([U, image(1)]).run()
     assert bed.quota_asked == []
+
+
+def test_no_probe_gates_a_ref_with_mirrors(bed: Bed) -> None:
+    """The mirrors are tried first in every attempt: a down origin must not keep the
+    pull from them (the attempts keep the probe schedule's short waits)."""
+    from pullunit.mirrors import Mirror
+
+    p = bed.puller([U, U, image(1)])
+    p.mirrors = (Mirror("registry.test:5000", ("cache.test:5000",)),)
+    p.run()
+    assert (bed.pulls, bed.probes) == (3, 0)
+    assert bed.clock.sleeps == [1.0, 2.0]
