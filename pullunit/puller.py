@@ -149,8 +149,7 @@ class Puller:
             failures += 1
             self._report(failure, failures, prefetch)
             failed_at = self.clock()
-            retry_after = self._retry_after(failure, rules)
-            asking = self.clock() - failed_at  # the wait counts from the failure
+            retry_after, asking = self._retry_after(failure, rules)
             now = retry.Situation(failure.cls, failed_at - self.start, retries, previous,
                                   can_fall_back, retry_after, probes, self.answered)
             decision = retry.decide(rules, now, rng)
@@ -171,7 +170,7 @@ class Puller:
             else:
                 retries, previous = retries + 1, decision.drawn
             probe = decision.probe
-            delay = max(0.0, decision.delay - asking)
+            delay = max(0.0, decision.delay - asking)  # the wait counts from the failure
             self._record(delay)  # saved before the wait is announced (and interruptible)
             due = time.strftime("%H:%M:%S", time.localtime(time.time() + delay))
             self.notifier.status(f"attempt {max(self.attempts, 1)} failed ({failure.cls}): "
@@ -181,24 +180,28 @@ class Puller:
                      " (a probe first; the pull once it is answered)" if probe else "")
             self.sleep(delay)
 
-    def _retry_after(self, failure: Failure, rules: retry.Rules) -> float | None:
+    def _retry_after(self, failure: Failure,
+                     rules: retry.Rules) -> tuple[float | None, float]:
         """The registry's Retry-After after a 429 or a 503 (the daemon's text carries no
         headers): read by the pull's own quota HEAD after a 429 (`_with_quota`), else
         asked now with that HEAD (a probe's 429, a 503), within regclient.QUOTA_TIMEOUT,
-        the stall_timeout and what is left of the deadline. None without one."""
-        seconds = self.retry_after
+        the stall_timeout and what is left of the deadline. (None without one, and the
+        seconds spent asking now.)"""
+        seconds, spent = self.retry_after, 0.0
         # a pull's 429 was asked about inside its attempt (_with_quota): not twice
         asked = failure.cls is FailureClass.RATE_LIMITED and not self.probing
         if seconds is None and not asked and _may_say_retry_after(failure):
             from .regclient import QUOTA_TIMEOUT
 
-            left = self.start + rules.effective_deadline - self.clock()
+            began = self.clock()
+            left = self.start + rules.effective_deadline - began
             limit = min(QUOTA_TIMEOUT, self.app.pull.stall_timeout, left)
             quota = self._quota(limit) if limit > 0.2 else None
             seconds = quota.retry_after if quota is not None else None
+            spent = self.clock() - began
         if seconds is not None:
             log.info("%s asks to wait %s (Retry-After)", self.ref.registry, human(seconds))
-        return seconds
+        return seconds, spent
 
     def _rules(self, prefetch: bool) -> retry.Rules:
         """The retry rules of this run, made when a pull or a failure first needs them."""
