@@ -149,3 +149,35 @@ def test_generator_picks_up_a_drop_in_and_removal_undoes_it(
     m.systemctl("restart", app.run_unit)
     env = json.loads(inside_docker(m, "inspect", app.container))[0]["Config"]["Env"]
     assert "KEPT=main" in env and not any(e.startswith("FROM_DROPIN=") for e in env)
+
+
+def test_encrypted_secret_is_decrypted_by_systemd_for_the_container(
+        sealed: Machine, registries: Any, leftovers: DockerLeftovers) -> None:  # noqa: F811
+    """`{ path = ..., encrypted = true }`: LoadCredentialEncrypted= with a file made by
+    systemd-creds (no TPM in the machine: the host key /var/lib/systemd/credential.secret,
+    made on first use). The container reads the plaintext; the file on disk and every
+    place pullunit writes hold only ciphertext or nothing."""
+    m = sealed
+    reg = registries().start()
+    tag = f"{reg.address}/e2e/encsecret:1.0"
+    rh.push_image(tag)
+    value = f"pu-secret-{secrets.token_hex(12)}"
+    write_secret(m, "/etc/pullunit/secrets/plain", value)
+    # The credential's name is sealed into it: it must be the name the unit loads it as.
+    m.run(["systemd-creds", "encrypt", "--name=tls", "/etc/pullunit/secrets/plain",
+           "/etc/pullunit/secrets/tls.cred"])
+    m.run(["rm", "/etc/pullunit/secrets/plain"])
+    assert value not in m.run(["cat", "/etc/pullunit/secrets/tls.cred"]).stdout
+    app = App(m, leftovers, "encsec", tag, run={"secrets": {
+        "tls": {"path": "/etc/pullunit/secrets/tls.cred", "encrypted": True}}})
+    generate(m)
+    unit = m.run(["systemctl", "cat", app.run_unit]).stdout
+    assert "LoadCredentialEncrypted=tls:/etc/pullunit/secrets/tls.cred" in unit
+    m.systemctl("start", app.run_unit)
+    m.wait_for(lambda: m.show(app.run_unit, "ActiveState")["ActiveState"] == "active", 30,
+               what=f"{app.run_unit} active")
+    assert inside_docker(m, "exec", app.container, "cat", "/run/secrets/tls") == value
+    inspect = json.loads(inside_docker(m, "inspect", app.container))[0]
+    assert value not in json.dumps(inspect)
+    assert value not in m.run(["pullunit", "status", "--json", app.name], check=False).stdout
+    assert value not in m.journal()
