@@ -19,6 +19,7 @@ from pullunit.classify import FailureClass, PullFailed
 from pullunit.config import load_app
 from pullunit.credentials import Credentials
 from pullunit.engine import LocalImage
+from pullunit.mirrors import Mirror
 from pullunit.notify import Notifier
 from pullunit.puller import GaveUp, Outcome, Puller, Source
 from pullunit.ratelimit import RateLimit
@@ -124,13 +125,14 @@ class Bed:
 
     def puller(self, script: Script, policy: str = "missing",
                seconds_per_attempt: float = 0.5, image_keys: str = "",
-               max_parallel_pulls: int = 0, **pull: str) -> Puller:
+               max_parallel_pulls: int = 0, mirrors: tuple[Mirror, ...] = (),
+               **pull: str) -> Puller:
         """pull: [pull] keys over FAST, as TOML values; image_keys: more [image] lines.
         A probe takes the next step when it is a failure, and succeeds (leaving the step
         to the pull) when it is an image; probes and pulls both take seconds_per_attempt."""
         p = Puller(load_app(self.app(policy, pull, image_keys)), clock=self.clock,
                    sleep=self.clock.sleep, rng=random.Random(1), notifier=self.notifier,
-                   max_parallel_pulls=max_parallel_pulls)
+                   max_parallel_pulls=max_parallel_pulls, mirrors=mirrors)
         steps = list(script)
 
         def pull_once(cutoff: object = None) -> LocalImage:
@@ -161,8 +163,9 @@ class Bed:
         def no_api() -> None:
             raise AssertionError("the loop needs no docker-py here")
 
-        p._pull_once = pull_once  # type: ignore[method-assign]
-        p._quota = self.quota  # type: ignore[method-assign]
+        attempt = p.attempt()  # the daemon side of the run: its pull and quota scripted
+        attempt._pull_once = pull_once  # type: ignore[method-assign]
+        attempt.quota = self.quota  # type: ignore[method-assign]
         p._engine = lambda: self.engine  # type: ignore[method-assign]
         p._api = no_api  # type: ignore[method-assign]
         return p
@@ -513,7 +516,7 @@ def test_the_time_spent_asking_for_retry_after_counts_in_the_wait(bed: Bed) -> N
         bed.clock.now += 2.0  # the HEAD took 2 s and said nothing
         return None
 
-    p._quota = slow_registry  # type: ignore[method-assign,assignment]
+    p.attempt().quota = slow_registry  # type: ignore[method-assign,assignment]
     p.run()
     assert bed.clock.sleeps == [1.0, 28.0]  # 30 s from the failure, not from the answer
     assert len(bed.quota_asked) == 1
@@ -587,7 +590,7 @@ def test_a_429_without_a_quota_keeps_the_daemons_words(bed: Bed) -> None:
     p = bed.puller([R, image(1)])
     p.run()
     assert bed.state()["failures"][0]["message"] == "scripted rate_limited"  # type: ignore[index]
-    assert p.retry_after is None and len(bed.quota_asked) == 1
+    assert p.attempt().retry_after is None and len(bed.quota_asked) == 1
 
 
 def test_no_quota_lookup_for_other_classes(bed: Bed) -> None:
@@ -598,10 +601,8 @@ def test_no_quota_lookup_for_other_classes(bed: Bed) -> None:
 def test_no_probe_gates_a_ref_with_mirrors(bed: Bed) -> None:
     """The mirrors are tried first in every attempt: a down origin must not keep the
     pull from them (the attempts keep the probe schedule's short waits)."""
-    from pullunit.mirrors import Mirror
-
-    p = bed.puller([U, U, image(1)])
-    p.mirrors = (Mirror("registry.test:5000", ("cache.test:5000",)),)
+    p = bed.puller([U, U, image(1)],
+                   mirrors=(Mirror("registry.test:5000", ("cache.test:5000",)),))
     p.run()
     assert (bed.pulls, bed.probes) == (3, 0)
     assert bed.clock.sleeps == [1.0, 2.0]
