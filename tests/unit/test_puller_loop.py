@@ -9,6 +9,8 @@ import json
 import logging
 import os
 import random
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -266,6 +268,21 @@ def test_a_warm_start_of_the_current_image_does_not_ask_the_daemon_its_platform(
     out = bed.puller([]).run()
     assert (out.source, out.reference) == (Source.LOCAL, run_ref(3))
     assert bed.engine.platform_asked == 0
+
+
+def test_a_warm_start_neither_makes_nor_imports_an_attempt(bed: Bed) -> None:
+    """attempt.py is the daemon side of a pull: every pull unit's warm start at boot
+    does without it (it is imported when the first attempt or failure needs it)."""
+    bed.engine.add(image(3))
+    p = Puller(load_app(bed.app("missing", {})), clock=bed.clock, sleep=bed.clock.sleep,
+               notifier=bed.notifier)
+    p._engine = lambda: bed.engine  # type: ignore[assignment,method-assign,return-value]
+    out = p.run()
+    assert (out.source, out.attempts, p._at) == (Source.LOCAL, 0, None)
+    code = "import sys, pullunit.commands.pull; print('pullunit.attempt' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert proc.stdout.strip() == "False"
 
 
 def test_a_configured_platform_is_checked_even_for_the_current_image(bed: Bed) -> None:
