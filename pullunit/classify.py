@@ -55,7 +55,7 @@ _EXIT = {
 }
 
 # Permanent: retrying cannot help until a human changes something. (`corrupt` is
-# permanent once the puller's own fresh second pull failed the same way: Puller._attempt.)
+# permanent once the puller's own fresh second pull failed the same way: Attempt._pull_fresh.)
 PERMANENT = frozenset({
     FailureClass.NOT_FOUND, FailureClass.DENIED, FailureClass.PLATFORM,
     FailureClass.DIGEST_MISMATCH, FailureClass.VERIFY_FAILED, FailureClass.TLS,

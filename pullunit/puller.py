@@ -1,21 +1,20 @@
 """One run of `pullunit pull APP`: decide by policy, pull with classified retries and
 jittered backoff, verify, record, tell systemd READY=1.
 
-The path of a pull: commands.pull -> Puller.run -> engine (the daemon) -> classify
-(what went wrong) -> retry.decide (wait, fall back or give up) -> activation (env file,
-history) -> notify.
+The path of a pull: commands.pull -> Puller.run -> attempt.Attempt (one attempt against
+the daemon: probe, pull slot, mirrors, the pull) -> classify (what went wrong) ->
+retry.decide (wait, fall back or give up) -> activation (env file, history) -> notify.
 """
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import logging
 import math
 import os
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, TypeVar
 
@@ -25,30 +24,26 @@ from .activation import activate, hold_history, keep_archive, locate
 from .classify import Failure, FailureClass, PullFailed
 from .config import AppConfig, Policy
 from .durations import human
-from .engine import Engine, LocalImage, PullStream
-from .enginehttp import EngineUnavailable
+from .engine import Engine, LocalImage
 from .errors import PullunitError
 from .notify import Notifier
 from .reference import ImageRef
 
 # A warm start (the image is here) is run by every pull unit at every boot: what only a
-# pull or a failure needs (retry rules, progress, hints, credentials) is imported then.
+# pull or a failure needs (the attempt, retry rules, progress, hints, credentials) is
+# imported then.
 if TYPE_CHECKING:
     import random
 
     from . import retry
-    from .credentials import Auth, Credentials
+    from .attempt import Attempt, Cutoff
+    from .credentials import Credentials
     from .dockerapi import Api
     from .hints import HintContext
-    from .mirrorpull import Served
-    from .mirrors import Endpoint, Mirror
-    from .pullstream import Progress
-    from .ratelimit import RateLimit
+    from .mirrors import Mirror
 
 T = TypeVar("T")
 log = logging.getLogger("pullunit")
-POLL = 0.25  # how often a waiting pull checks its clocks; also bounds SIGTERM latency
-PROBE_LIMIT = 60.0  # a manifest HEAD not answered within this is not going to be
 
 
 class Source(enum.StrEnum):
@@ -78,14 +73,6 @@ class GaveUp(PullunitError):
         self.attempts = attempts
 
 
-@dataclass(frozen=True)
-class Cutoff:
-    """When the current attempt must end, and which clock says so."""
-
-    at: float  # on the puller's clock
-    why: str  # "pull.deadline" or "pull.refresh_timeout"
-
-
 class Puller:
     def __init__(self, app: AppConfig, *, notifier: Notifier | None = None,
                  rng: random.Random | None = None,
@@ -96,7 +83,6 @@ class Puller:
                  mirrors: tuple[Mirror, ...] = (), max_parallel_pulls: int = 0):
         self.app = app
         self.mirrors = mirrors  # pullunit.toml's [[mirror]] tables (mirrors.py)
-        self.served: Served | None = None  # what a mirror served in the last attempt
         self.on_record = on_record  # after each failed attempt is saved (metrics)
         self.ref = ref or app.image.ref
         self.notifier = notifier or Notifier()
@@ -109,21 +95,32 @@ class Puller:
         self.creds: Credentials | None = None
         self.cred_helper: str | None = None  # a credential helper that failed
         self.cred_source: str | None = None  # the config key that names it
-        self.corrupt_retried = False  # a corrupt blob gets one fresh pull per run
-        # Retry-After (seconds) of the registry's answer to the quota HEAD after the
-        # last 429, None without one: for the retry loop to honour
-        self.retry_after: float | None = None
-        self.cut_by: str | None = None  # the clock that ended the last attempt, if any
-        self.last_failure: Failure | None = None  # the last one not made by a clock
-        self.answered = False  # a probe succeeded in the current attempt
-        self.probing = False  # the current attempt is at its probe
-        self.probes = 0  # probes sent in this run
         self.max_parallel_pulls = max_parallel_pulls
         # `deadline` counts from `started` when the caller began earlier (it waited for
         # the app's lock): the whole command is bounded, not each part of it.
         self.start = clock() if started is None else started
-        self.attempts = 0
         self._retry_rules: retry.Rules | None = None
+        self._at: Attempt | None = None  # made when the first attempt needs the daemon
+
+    @property
+    def attempts(self) -> int:
+        """Attempts made in this run (a probe and the pull after it are one)."""
+        return self._at.number if self._at is not None else 0
+
+    def attempt(self) -> Attempt:
+        """The run's attempts against the daemon (attempt.py), made on first use: a warm
+        start never imports them."""
+        if self._at is None:
+            from .attempt import Attempt
+
+            self._at = Attempt(self.app, self.ref, start=self.start,
+                               engine=lambda: self._engine(),
+                               credentials=lambda left: self._credentials(left),
+                               find_local=lambda: self._find_local(),
+                               state=lambda: self.state, notifier=self.notifier,
+                               clock=self.clock, sleep=self.sleep, mirrors=self.mirrors,
+                               max_parallel_pulls=self.max_parallel_pulls)
+        return self._at
 
     # -- the loop: attempt, ask retry.decide what next, sleep -------------------------
     def run(self, *, prefetch: bool = False) -> Outcome:
@@ -132,26 +129,27 @@ class Puller:
         probe = False  # the next attempt starts with a probe (retry.decide says when)
         can_fall_back = not prefetch and self._fallback_possible()
         while True:
-            self.answered = self.probing = False
-            self.retry_after = None  # only this attempt's 429 says how long to wait
+            if self._at is not None:
+                self._at.begin()  # only this attempt's probe and 429 speak for it
             try:
                 return self._attempt(prefetch, can_fall_back, probe=probe)
             except PullFailed as e:
                 failure = e.failure.without(self.creds.secrets() if self.creds else ())
             from . import retry
 
+            at = self.attempt()
             rules = self._rules(prefetch)
             rng = self._random()
             if failure.cls is FailureClass.DAEMON_UNAVAILABLE:
                 self.api = self.engine = None
-            if self.answered:  # the registry answered a probe: its schedule starts over
+            if at.answered:  # the registry answered a probe: its schedule starts over
                 probes = 0
             failures += 1
             self._report(failure, failures, prefetch)
             failed_at = self.clock()
             retry_after, asking = self._retry_after(failure, rules)
             now = retry.Situation(failure.cls, failed_at - self.start, retries, previous,
-                                  can_fall_back, retry_after, probes, self.answered)
+                                  can_fall_back, retry_after, probes, at.answered)
             decision = retry.decide(rules, now, rng)
             while isinstance(decision, retry.FallBack):
                 image = self._fallback()
@@ -183,20 +181,21 @@ class Puller:
     def _retry_after(self, failure: Failure,
                      rules: retry.Rules) -> tuple[float | None, float]:
         """The registry's Retry-After after a 429 or a 503 (the daemon's text carries no
-        headers): read by the pull's own quota HEAD after a 429 (`_with_quota`), else
+        headers): read by the pull's own quota HEAD after a 429 (Attempt._with_quota), else
         asked now with that HEAD (a probe's 429, a 503), within regclient.QUOTA_TIMEOUT,
         the stall_timeout and what is left of the deadline. (None without one, and the
         seconds spent asking now.)"""
-        seconds, spent = self.retry_after, 0.0
+        at = self.attempt()
+        seconds, spent = at.retry_after, 0.0
         # a pull's 429 was asked about inside its attempt (_with_quota): not twice
-        asked = failure.cls is FailureClass.RATE_LIMITED and not self.probing
+        asked = failure.cls is FailureClass.RATE_LIMITED and not at.probing
         if seconds is None and not asked and _may_say_retry_after(failure):
             from .regclient import QUOTA_TIMEOUT
 
             began = self.clock()
             left = self.start + rules.effective_deadline - began
             limit = min(QUOTA_TIMEOUT, self.app.pull.stall_timeout, left)
-            quota = self._quota(limit) if limit > 0.2 else None
+            quota = at.quota(limit) if limit > 0.2 else None
             seconds = quota.retry_after if quota is not None else None
             spent = self.clock() - began
         if seconds is not None:
@@ -229,14 +228,7 @@ class Puller:
                 raise PullFailed.of(FailureClass.NOT_FOUND, f"{self.ref} is not present "
                                     "locally and image.policy is \"never\"")
         cutoff = self._cutoff(self._rules(prefetch).effective_deadline, can_fall_back)
-        self.attempts += 1  # a probe and the pull after it are one attempt
-        # With mirrors an attempt goes to them first: a down origin must not keep the
-        # pull from them, so no probe of the origin gates it.
-        if probe and not self._endpoints():
-            self._probe(cutoff)
-        with self._pull_slot(cutoff):
-            pulled = self._pull_fresh(cutoff)
-        image = self._accept(pulled)
+        image = self._accept(self.attempt().run(cutoff, probe=probe))
         return self._prefetched(image) if prefetch else self._ready(image, Source.PULLED)
 
     # -- fallback: a known-good image keeps the app running --------------------------
@@ -328,265 +320,26 @@ class Puller:
         """The attempt ends at the deadline, or at refresh_timeout while falling back to
         a local image is still possible: no attempt may outlive the clock that decides
         what happens next."""
+        from .attempt import Cutoff
+
         refresh = self.start + self.app.pull.refresh_timeout
         if can_fall_back and self.clock() < refresh < self.start + deadline:
             return Cutoff(refresh, "pull.refresh_timeout")
         return Cutoff(self.start + deadline, "pull.deadline")
-
-    def _probe(self, cut: Cutoff) -> None:
-        """Is the registry back? A manifest HEAD through the daemon (GET /distribution:
-        its proxies, certs.d, mirrors and our credentials apply), bounded by
-        stall_timeout and the attempt's cutoff. Raises PullFailed of the probe's class:
-        a 404 is not_found, a daemon that does not answer daemon_unavailable."""
-        self.cut_by = None
-        engine = self._engine()
-        creds = self._credentials(cut.at - self.clock())
-        limit = min(self.app.pull.stall_timeout, PROBE_LIMIT, cut.at - self.clock())
-        self.probes += 1
-        self.probing = True
-        log.info("probing %s for %s (probe %d)", self.ref.registry, self.ref, self.probes)
-        self.notifier.status(f"probing {self.ref.registry} for {self.ref} "
-                             f"(probe {self.probes})")
-        try:
-            if limit <= 0:
-                raise PullFailed.of(FailureClass.STALLED, "no time left for a probe")
-            engine.remote_digest(self.ref, creds.auth, limit)
-        except PullFailed as e:
-            if self.clock() < cut.at or e.failure.cls is not FailureClass.STALLED:
-                raise
-            self.cut_by = cut.why  # the clock ended it: say so, keep what went wrong before
-            passed = (f"{cut.why} ({human(cut.at - self.start)}) passed during attempt "
-                      f"{self.attempts}, probing {self.ref.registry}")
-            last = self.last_failure
-            if last is not None:
-                raise PullFailed.of(last.cls, f"{last.message}; then {passed}") from None
-            raise PullFailed.of(FailureClass.STALLED, passed) from None
-        self.answered, self.probing = True, False
-        log.info("%s answered the probe: pulling", self.ref.registry)
-
-    def _pull_slot(self, cut: Cutoff) -> contextlib.AbstractContextManager[object]:
-        """One of the host's max_parallel_pulls slots for the layer pull, waited for until
-        the attempt's cutoff at most (pullslots.py)."""
-        if self.max_parallel_pulls <= 0:
-            return contextlib.nullcontext()
-        return self._slot(cut)
-
-    @contextlib.contextmanager
-    def _slot(self, cut: Cutoff) -> Iterator[None]:
-        from . import pullslots
-
-        def waiting(message: str) -> None:
-            log.info("%s", message)
-            self.notifier.status(message)
-
-        try:
-            with pullslots.pull_slot(self.max_parallel_pulls, self.app.name, cut.at, waiting,
-                                     clock=self.clock, sleep=self.sleep):
-                yield
-        except pullslots.NoSlot as e:
-            self.cut_by = cut.why
-            raise PullFailed.of(FailureClass.STALLED,
-                                f"{cut.why} ({human(cut.at - self.start)}) passed while "
-                                f"waiting for a pull slot: {e}") from None
-
-    def _pull_fresh(self, cutoff: Cutoff) -> LocalImage:
-        """A pull; when a blob comes corrupt (its bytes do not match its digest, or it
-        does not unpack), what the pull could have left under the ref goes and the image
-        is pulled once more from scratch within the same cutoff (field guide 9.3). Once
-        per run: corrupt again is `corrupt`, permanent. The daemon does not retry such a
-        blob itself, and drops the layers it had registered for the failed pull.
-        A 429 gets the registry's own numbers added (`_with_quota`)."""
-        try:
-            try:
-                return self._pull_once(cutoff)
-            except PullFailed as e:
-                if e.failure.cls is not FailureClass.CORRUPT or self.corrupt_retried:
-                    raise
-                self.corrupt_retried = True
-                log.warning("pull of %s: %s; removing what the pull left and pulling once "
-                            "more from scratch", self.ref, e.failure.message)
-            self._remove_partial()
-            self.attempts += 1
-            return self._pull_once(cutoff)
-        except PullFailed as e:
-            if e.failure.cls is FailureClass.RATE_LIMITED:
-                raise self._with_quota(e, cutoff) from None
-            raise
-
-    def _with_quota(self, e: PullFailed, cutoff: Cutoff) -> PullFailed:
-        """A 429: the daemon does not pass on the registry's quota headers, so one manifest
-        HEAD of our own (not counted as a pull by Docker Hub), with the pull's
-        credentials, within QUOTA_TIMEOUT and what is left of the attempt, reads them.
-        Their numbers go into the failure's message (so the log line, STATUS= and the
-        state say "N of M pulls left in the window ..."); a Retry-After is kept in
-        `self.retry_after` for the retry loop. Nothing is added when the registry sends
-        no quota or cannot be asked."""
-        from .regclient import QUOTA_TIMEOUT
-
-        self.retry_after = None
-        left = min(QUOTA_TIMEOUT, cutoff.at - self.clock())
-        if left < 0.2:
-            return e
-        quota = self._quota(left)
-        if quota is None:
-            return e
-        self.retry_after = quota.retry_after
-        said = quota.describe() if quota.known else f"Retry-After {human(quota.retry_after or 0)}"
-        return PullFailed(Failure(e.failure.cls, f"{self.ref.registry}: {said}; "
-                                                 f"{e.failure.message}"), e.hint)
-
-    def _quota(self, timeout: float) -> RateLimit | None:
-        """The registry's quota, asked directly (the edge: regclient)."""
-        from .regclient import quota_after_429
-
-        auth = self.creds.auth.as_dict() if self.creds and self.creds.auth else {}
-        return quota_after_429(self.ref, auth, timeout)
-
-    def _remove_partial(self) -> None:
-        """Untag the ref (removing its image when nothing else names it, as 'docker
-        image rm' does) unless the image is one of the app's known-good images
-        (current, prefetched, history): those passed their checks and may be needed
-        for a fallback. Dangling layers are the daemon's to collect."""
-        local = self._find_local()
-        st = self.state
-        good = {e.image_id for e in (st.prefetched, st.current, *st.history) if e is not None}
-        if local is not None and local.id not in good:
-            name = enginelib.local_name(self.ref)
-            log.info("removing %s (%s) before pulling it again", name, local.id[:19])
-            self._engine().release(name)
-
-    def _pull_once(self, cutoff: Cutoff | None = None) -> LocalImage:
-        """One attempt. Every wait in it (credential helper, the daemon, the registry
-        behind it) ends by stall_timeout or the cutoff, whichever comes first."""
-        pull = self.app.pull
-        cut = cutoff or Cutoff(self.start + pull.deadline, "pull.deadline")
-        self.cut_by = None
-        engine = self._engine()
-        creds = self._credentials(cut.at - self.clock())
-        self.served = None
-        if self._endpoints():
-            self.served = self._from_mirrors(engine, creds.auth, cut)
-            if self.served is not None:
-                return self.served.image
-        log.info("pulling %s (attempt %d)", self.ref, self.attempts)
-        self.notifier.status(f"pulling {self.ref} (attempt {self.attempts})")
-        self._follow(engine, self.ref, creds.auth, cut)
-        image = self._find_local()
-        if image is None:
-            if self.ref.digest:
-                raise PullFailed.of(FailureClass.DIGEST_MISMATCH,
-                                    f"pulled {self.ref}, but no local image has digest "
-                                    f"{self.ref.digest}")
-            raise PullFailed.of(FailureClass.UNKNOWN,
-                                f"the daemon reported {self.ref} pulled, but it is not present")
-        return image
-
-    def _follow(self, engine: Engine, ref: ImageRef, auth: Auth | None, cut: Cutoff) -> None:
-        """Pull ref through the daemon, reading its progress to the end; raises PullFailed
-        when the daemon reports an error, nothing moves for stall_timeout, or `cut` ends
-        the attempt (the socket is dropped: dockerd cancels the pull)."""
-        pull = self.app.pull
-        stream = engine.pull(ref, self.app.image.platform, auth,
-                             silence_limit=min(pull.stall_timeout, cut.at - self.clock()))
-        from .progress import Reporter
-        from .pullstream import Progress
-
-        progress = Progress.empty()
-        reporter = Reporter(self.notifier, str(ref))
-        last_progress = self.clock()
-        try:
-            for msg in stream.messages(POLL):
-                now = self.clock()
-                if msg is not None and progress.update(msg):
-                    last_progress = now
-                    reporter.update(progress.done, progress.total)
-                if now >= cut.at:
-                    raise self._cut(cut, stream, progress, ref)
-                if now - last_progress > pull.stall_timeout:
-                    raise self._stalled(engine, stream, progress, ref)
-        finally:
-            stream.abort()
-            reporter.finish()
-
-    # -- mirrors (mirrors.py, mirrorpull.py) --------------------------------------------
-    def _endpoints(self) -> tuple[Endpoint, ...]:
-        from .mirrors import endpoints_for
-
-        return endpoints_for(self.ref, self.mirrors, self.app.image.mirrors)
-
-    def _from_mirrors(self, engine: Engine, auth: Auth | None, cut: Cutoff) -> Served | None:
-        """The image from a mirror of the registry, named as the origin names it; None:
-        no mirror served it, pull from the origin."""
-        from . import credentials
-        from .mirrorpull import MirrorPull
-
-        def follow(ref: ImageRef, ref_auth: Auth | None, limit: float | None) -> None:
-            if limit is None:
-                return self._follow(engine, ref, ref_auth, cut)
-            try:  # a step with its own shorter bound: its end is no cut of the attempt
-                self._follow(engine, ref, ref_auth,
-                             Cutoff(min(cut.at, self.clock() + limit), cut.why))
-            finally:
-                self.cut_by = None
-
-        def creds_for(ref: ImageRef, limit: float) -> Credentials:
-            # The mirror host's own credentials: the origin's never go to another host.
-            return credentials.credentials(ref, self.app.image.auth_file,
-                                           helper_timeout=min(credentials.HELPER_TIMEOUT, limit))
-
-        return MirrorPull(engine, self.ref, self._endpoints(), origin_auth=auth,
-                          follow=follow, credentials=creds_for,
-                          left=lambda: cut.at - self.clock(),
-                          stall_timeout=self.app.pull.stall_timeout,
-                          status=self.notifier.status).run()
 
     def _digest_of(self, image: LocalImage) -> str | None:
         """The registry digest of image for the app's ref; for one a mirror served that
         the origin could not name, the digest the mirror served it by (and the one it
         had when it became current: an image ID names its content)."""
         digest = image.digest_for(self.ref)
-        served, current = self.served, self.state.current
+        served = self._at.served if self._at is not None else None
+        current = self.state.current
         if digest is None and served is not None and served.image.id == image.id:
             digest = served.digest
         if (digest is None and current is not None and current.image_id == image.id
                 and self._same_image(current)):
             digest = current.digest
         return digest
-
-    def _where(self, stream: PullStream, progress: Progress, ref: ImageRef) -> str:
-        if not stream.answered:
-            return f"before {ref.registry} answered the request for {ref}"
-        where = f"with {_mb(progress.done)} of {_mb(progress.total)} done"
-        if progress.retrying:
-            where += " (the daemon was retrying a failed layer download)"
-        return where
-
-    def _stalled(self, engine: Engine, stream: PullStream, progress: Progress,
-                 ref: ImageRef) -> PullFailed:
-        stall = human(self.app.pull.stall_timeout)
-        if not stream.answered:
-            # dockerd answers a pull once it has the manifest: silence is the registry's,
-            # unless the daemon itself is stuck.
-            if not engine.ping():
-                return EngineUnavailable(f"it accepted the pull of {ref} but sent nothing "
-                                         f"for {stall} and does not answer a ping", engine.host)
-            return enginelib.registry_silent(ref, self.app.pull.stall_timeout)
-        return PullFailed.of(FailureClass.STALLED,
-                             f"pull of {ref} made no progress for {stall} "
-                             f"(pull.stall_timeout) {self._where(stream, progress, ref)}")
-
-    def _cut(self, cut: Cutoff, stream: PullStream, progress: Progress,
-             ref: ImageRef) -> PullFailed:
-        """A clock ended the attempt: say which, and keep what really went wrong before
-        (a 503 does not become a "stall" because the deadline came during the retry)."""
-        self.cut_by = cut.why
-        passed = (f"{cut.why} ({human(cut.at - self.start)}) passed during attempt "
-                  f"{self.attempts}, {self._where(stream, progress, ref)}")
-        last = self.last_failure
-        moving = stream.answered and progress.done > 0 and not progress.retrying
-        if last is not None and not moving:
-            return PullFailed.of(last.cls, f"{last.message}; then {passed}")
-        return PullFailed.of(FailureClass.STALLED, passed)
 
     def _is_current(self, image: LocalImage) -> bool:
         """The app's current image: it passed the daemon's platform when it became current,
@@ -666,13 +419,12 @@ class Puller:
         a fallback, by activate."""
         from .hints import fix_for
 
-        if self.cut_by is None:
-            self.last_failure = failure
-        what = "probe failed" if self.probing else "pull failed" if self.attempts else "cannot pull"
+        at = self.attempt()
+        what = "probe failed" if at.probing else "pull failed" if at.number else "cannot pull"
+        cut_by = at.settle(failure)  # said once; the next failure has its own cause
         log.error("%s (%s): %s; fix: %s", what,
                   failure.cls, failure.message,
-                  fix_for(failure.cls, self._hint_context(failure.cls)))
-        self.cut_by = None  # said once; the next failure has its own cause
+                  fix_for(failure.cls, self._hint_context(failure.cls, cut_by)))
         self.state = stats.failed(self.state, str(failure.cls), failure.message,
                                   int(failure.exit_code), attempt, prefetch=prefetch)
 
@@ -686,7 +438,7 @@ class Puller:
         if self.on_record is not None:
             self.on_record(self.state)
 
-    def _hint_context(self, cls: FailureClass) -> HintContext:
+    def _hint_context(self, cls: FailureClass, cut_by: str | None) -> HintContext:
         from .hints import HintContext
 
         data_root = free = None
@@ -704,7 +456,7 @@ class Puller:
                            running_as_root=os.geteuid() == 0, data_root=data_root,
                            free_bytes=free, platform=self.app.image.platform,
                            credential_helper=self.cred_helper,
-                           credential_source=self.cred_source, cut_by=self.cut_by)
+                           credential_source=self.cred_source, cut_by=cut_by)
 
 
 def _may_say_retry_after(failure: Failure) -> bool:
@@ -719,6 +471,3 @@ def _short(text: str, limit: int = 160) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
-
-def _mb(n: int) -> str:
-    return f"{n / 1e6:.1f} MB"

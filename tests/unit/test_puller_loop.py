@@ -9,6 +9,8 @@ import json
 import logging
 import os
 import random
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from pullunit.classify import FailureClass, PullFailed
 from pullunit.config import load_app
 from pullunit.credentials import Credentials
 from pullunit.engine import LocalImage
+from pullunit.mirrors import Mirror
 from pullunit.notify import Notifier
 from pullunit.puller import GaveUp, Outcome, Puller, Source
 from pullunit.ratelimit import RateLimit
@@ -124,13 +127,14 @@ class Bed:
 
     def puller(self, script: Script, policy: str = "missing",
                seconds_per_attempt: float = 0.5, image_keys: str = "",
-               max_parallel_pulls: int = 0, **pull: str) -> Puller:
+               max_parallel_pulls: int = 0, mirrors: tuple[Mirror, ...] = (),
+               **pull: str) -> Puller:
         """pull: [pull] keys over FAST, as TOML values; image_keys: more [image] lines.
         A probe takes the next step when it is a failure, and succeeds (leaving the step
         to the pull) when it is an image; probes and pulls both take seconds_per_attempt."""
         p = Puller(load_app(self.app(policy, pull, image_keys)), clock=self.clock,
                    sleep=self.clock.sleep, rng=random.Random(1), notifier=self.notifier,
-                   max_parallel_pulls=max_parallel_pulls)
+                   max_parallel_pulls=max_parallel_pulls, mirrors=mirrors)
         steps = list(script)
 
         def pull_once(cutoff: object = None) -> LocalImage:
@@ -161,8 +165,9 @@ class Bed:
         def no_api() -> None:
             raise AssertionError("the loop needs no docker-py here")
 
-        p._pull_once = pull_once  # type: ignore[method-assign]
-        p._quota = self.quota  # type: ignore[method-assign]
+        attempt = p.attempt()  # the daemon side of the run: its pull and quota scripted
+        attempt._pull_once = pull_once  # type: ignore[method-assign]
+        attempt.quota = self.quota  # type: ignore[method-assign]
         p._engine = lambda: self.engine  # type: ignore[method-assign]
         p._api = no_api  # type: ignore[method-assign]
         return p
@@ -263,6 +268,21 @@ def test_a_warm_start_of_the_current_image_does_not_ask_the_daemon_its_platform(
     out = bed.puller([]).run()
     assert (out.source, out.reference) == (Source.LOCAL, run_ref(3))
     assert bed.engine.platform_asked == 0
+
+
+def test_a_warm_start_neither_makes_nor_imports_an_attempt(bed: Bed) -> None:
+    """attempt.py is the daemon side of a pull: every pull unit's warm start at boot
+    does without it (it is imported when the first attempt or failure needs it)."""
+    bed.engine.add(image(3))
+    p = Puller(load_app(bed.app("missing", {})), clock=bed.clock, sleep=bed.clock.sleep,
+               notifier=bed.notifier)
+    p._engine = lambda: bed.engine  # type: ignore[assignment,method-assign,return-value]
+    out = p.run()
+    assert (out.source, out.attempts, p._at) == (Source.LOCAL, 0, None)
+    code = "import sys, pullunit.commands.pull; print('pullunit.attempt' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert proc.stdout.strip() == "False"
 
 
 def test_a_configured_platform_is_checked_even_for_the_current_image(bed: Bed) -> None:
@@ -513,7 +533,7 @@ def test_the_time_spent_asking_for_retry_after_counts_in_the_wait(bed: Bed) -> N
         bed.clock.now += 2.0  # the HEAD took 2 s and said nothing
         return None
 
-    p._quota = slow_registry  # type: ignore[method-assign,assignment]
+    p.attempt().quota = slow_registry  # type: ignore[method-assign,assignment]
     p.run()
     assert bed.clock.sleeps == [1.0, 28.0]  # 30 s from the failure, not from the answer
     assert len(bed.quota_asked) == 1
@@ -587,7 +607,7 @@ def test_a_429_without_a_quota_keeps_the_daemons_words(bed: Bed) -> None:
     p = bed.puller([R, image(1)])
     p.run()
     assert bed.state()["failures"][0]["message"] == "scripted rate_limited"  # type: ignore[index]
-    assert p.retry_after is None and len(bed.quota_asked) == 1
+    assert p.attempt().retry_after is None and len(bed.quota_asked) == 1
 
 
 def test_no_quota_lookup_for_other_classes(bed: Bed) -> None:
@@ -598,10 +618,8 @@ def test_no_quota_lookup_for_other_classes(bed: Bed) -> None:
 def test_no_probe_gates_a_ref_with_mirrors(bed: Bed) -> None:
     """The mirrors are tried first in every attempt: a down origin must not keep the
     pull from them (the attempts keep the probe schedule's short waits)."""
-    from pullunit.mirrors import Mirror
-
-    p = bed.puller([U, U, image(1)])
-    p.mirrors = (Mirror("registry.test:5000", ("cache.test:5000",)),)
+    p = bed.puller([U, U, image(1)],
+                   mirrors=(Mirror("registry.test:5000", ("cache.test:5000",)),))
     p.run()
     assert (bed.pulls, bed.probes) == (3, 0)
     assert bed.clock.sleeps == [1.0, 2.0]
