@@ -318,11 +318,27 @@ class Attempt:
             return credentials.credentials(ref, self.app.image.auth_file,
                                            helper_timeout=min(credentials.HELPER_TIMEOUT, limit))
 
-        return MirrorPull(engine, self.ref, self._endpoints(), origin_auth=auth,
-                          follow=follow, credentials=creds_for,
-                          left=lambda: cut.at - self.clock(),
-                          stall_timeout=self.app.pull.stall_timeout,
-                          status=self.notifier.status).run()
+        try:
+            return MirrorPull(engine, self.ref, self._endpoints(), origin_auth=auth,
+                              follow=follow, credentials=creds_for,
+                              left=lambda: cut.at - self.clock(),
+                              stall_timeout=self.app.pull.stall_timeout,
+                              status=self.notifier.status).run()
+        except PullFailed as e:
+            if (self.clock() < cut.at
+                    or e.failure.cls is FailureClass.DAEMON_UNAVAILABLE):
+                raise
+            raise self._cut_asking_mirrors(cut, e.failure) from None
+
+    def _cut_asking_mirrors(self, cut: Cutoff, failure: Failure) -> PullFailed:
+        """The attempt's clock ran out while the mirrors (or the origin, for the tag) were
+        being asked: as `_cut`, what really went wrong before stands, not "no time left"."""
+        self.cut_by = cut.why
+        last = self.last_failure or failure
+        return PullFailed.of(last.cls, f"{last.message}; then {cut.why} "
+                                       f"({human(cut.at - self.start)}) passed during attempt "
+                                       f"{self.number}, while asking the mirrors of "
+                                       f"{self.ref.registry}")
 
     # -- the words of a failure ----------------------------------------------------------
     def _where(self, stream: PullStream, progress: Progress, ref: ImageRef) -> str:
