@@ -270,8 +270,10 @@ def changed_paths(before: dict[str, Entry], after: dict[str, Entry]) -> list[str
 def app_path_patterns(apps: Iterable[str]) -> list[re.Pattern[str]]:
     """What pullunit may create, change or remove for these apps (paths relative to the
     sandbox root): its units, state (and a corrupt copy set aside), archive, env file,
-    flock file and lock file."""
-    pats = [re.compile(r"^(state|run|out|state/cache)$")]
+    flock file and lock file; and the host's pull slots (pullslots.py: one file per slot
+    of max_parallel_pulls, at most 64), which every puller shares."""
+    pats = [re.compile(r"^(state|run|out|state/cache)$"),
+            re.compile(r"^run/pull-slots(/[0-9]|/[1-5][0-9]|/6[0-3])?$")]
     for app in apps:
         a = re.escape(app)
         pats += [re.compile(p) for p in (
