@@ -51,7 +51,7 @@ def app_config(i: int) -> str:
             f'env = {{ TZ = "UTC", APP_ID = "{i}", NOTE = "a b; c" }}\n'
             f'ports = ["{10000 + i}:80"]\n'
             f'volumes = ["/srv/app{i}:/data", "cache{i}:/cache:ro"]\n'
-            'docker_args = ["--read-only", "--memory=256m"]\n'
+            'read_only = true\nmemory = "256m"\n'
             "[unit]\n"
             f'description = "App {i} (100% generated)"\n'
             'after = ["postgresql.service"]\n'
