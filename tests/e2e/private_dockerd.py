@@ -11,8 +11,14 @@ namespace (it runs there), the host's cgroup hierarchies, devtmpfs, a tmpfs data
 The copy keeps the propagation of the machine's mounts (`--propagation unchanged`), so the
 credentials ramfs systemd mounts under /run later appears in it. It listens on the
 machine's /run/docker.sock (boot the machine with bind_docker_sock=False), shares the
-host's network namespace without touching it (no bridge, no iptables) and puts containers
-in the cgroup CGROUP_PARENT. Only loopback is reached (the testbed registries).
+host's network namespace without touching what is there (a bridge of its own, BRIDGE, no
+iptables) and puts containers in the cgroup CGROUP_PARENT. Only loopback is reached (the
+testbed registries).
+
+Never `--bridge none` in the host's network namespace: dockerd 20.10 then DELETES an
+existing docker0 (libnetwork's removeDefaultBridgeInterface), and the host's own engine
+loses its default network ("could not find bridge docker0": every `docker run` without
+--network fails, the README's demo among them). tests/testbed/README.md has the story.
 """
 
 from __future__ import annotations
@@ -29,6 +35,9 @@ from harness import Machine
 EXEC_ROOT = "/run/pu-e2e-docker"
 DATA_ROOT = "/var/lib/pu-e2e-docker"
 CGROUP_PARENT = "pu-e2e-private-dockerd"
+# The engine's default bridge: ours, beside the testbed's ptbbrK (10.231.128-191.0/24).
+BRIDGE = "pue2ebr0"
+BRIDGE_ADDR = "10.231.127.1/24"
 
 
 def _host_cgroup_mounts() -> list[tuple[str, str, str]]:
@@ -65,7 +74,7 @@ def _script() -> str:
               f"mount -t tmpfs tmpfs {DATA_ROOT}",
               f"exec /usr/sbin/dockerd --host unix:///run/docker.sock --data-root {DATA_ROOT}"
               f" --exec-root {EXEC_ROOT} --pidfile {EXEC_ROOT}.pid --storage-driver vfs"
-              " --bridge none --iptables=false --ip6tables=false --ip-masq=false"
+              f" --bridge {BRIDGE} --iptables=false --ip6tables=false --ip-masq=false"
               f" --userland-proxy=false --cgroup-parent /{CGROUP_PARENT}"
               " --exec-opt native.cgroupdriver=cgroupfs"]
     return "\n".join(lines)
@@ -79,6 +88,10 @@ class PrivateDockerd:
 
     def __enter__(self) -> PrivateDockerd:
         assert self.m.pid1 is not None
+        self.had_docker0 = Path("/sys/class/net/docker0").exists()
+        if not Path(f"/sys/class/net/{BRIDGE}").exists():
+            subprocess.run(["ip", "link", "add", BRIDGE, "type", "bridge"], check=True)
+            subprocess.run(["ip", "addr", "add", BRIDGE_ADDR, "dev", BRIDGE], check=True)
         cmd = ["nsenter", "-t", str(self.m.pid1), "-m", "--", "unshare", "-m",
                "--propagation", "unchanged", "--", "/bin/sh", "-c", _script()]
         with open(self.log, "ab") as out:
@@ -92,6 +105,9 @@ class PrivateDockerd:
             r = self.m.run(["docker", "version", "--format", "{{.Server.Version}}"],
                            check=False, timeout=20)
             if r.returncode == 0:
+                if self.had_docker0 and not Path("/sys/class/net/docker0").exists():
+                    self.__exit__(None, None, None)
+                    raise RuntimeError("the private dockerd removed the host's docker0")
                 return self
             time.sleep(0.3)
         self.__exit__(None, None, None)
@@ -119,4 +135,5 @@ class PrivateDockerd:
         for hierarchy in Path("/sys/fs/cgroup").iterdir():
             with contextlib.suppress(OSError):
                 os.rmdir(hierarchy / CGROUP_PARENT)
+        subprocess.run(["ip", "link", "del", BRIDGE], check=False, capture_output=True)
         self.proc = None

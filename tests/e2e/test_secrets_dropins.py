@@ -34,11 +34,16 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture
 def sealed(e2e_root: Path, host_docker: None, leftovers: DockerLeftovers,  # noqa: F811
            registries: Any, tmp_path: Path) -> Iterator[Machine]:  # noqa: F811
-    """A machine with pullunit and its own Docker engine on its /run/docker.sock."""
+    """A machine with pullunit and its own Docker engine on its /run/docker.sock. The
+    host's docker0 must survive it (a dockerd with --bridge none in the host's network
+    namespace deletes it, and the host engine's `docker run` then fails)."""
+    had_docker0 = Path("/sys/class/net/docker0").exists()
     with Machine(e2e_root, bind_docker_sock=False) as m:
         harness.install_pullunit_from_tree(m, TREE)
         with PrivateDockerd(m, tmp_path / "dockerd.log"):
             yield m
+    assert not had_docker0 or Path("/sys/class/net/docker0").exists(), \
+        "the machine's private dockerd removed the host's docker0 bridge"
 
 
 def inside_docker(m: Machine, *args: str, check: bool = True) -> str:
