@@ -18,6 +18,7 @@ from pullunit.render import (
     start_commands,
     stop_post_argv,
 )
+from pullunit.unitfiles import Result as GenerateResult
 from pullunit.unitfiles import generate
 
 from . import sdtools
@@ -133,6 +134,22 @@ def test_loader_reports_a_unit_that_fails_to_load(tmp_path: Path) -> None:
 
 
 @needs_verify
+def verify_variants(cfg: Path, out: Path, variants: dict[str, str]
+                    ) -> tuple[GenerateResult, sdtools.LoadResult | None]:
+    """One app per variant (its TOML after [image]), generated, through
+    `systemd-analyze verify` (silent), and loaded by systemd when it can be."""
+    for name, extra in variants.items():
+        (cfg / f"{name}.toml").write_text('[image]\nref = "nginx:1"\n' + extra)
+    result = generate(cfg, out, executable=EXE)
+    assert result.errors == []
+    units = sorted(out.glob("*.service"))
+    assert len(units) == 2 * len(variants)
+    proc = sdtools.verify(units)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout + proc.stderr == ""
+    return result, sdtools.load_units(units) if sdtools.HAVE_SYSTEMD_TEST else None
+
+
 def test_generated_units_for_every_schema_feature_pass_verify(tmp_path: Path) -> None:
     cfg, out = tmp_path / "cfg", tmp_path / "out"
     cfg.mkdir()
@@ -156,17 +173,8 @@ def test_generated_units_for_every_schema_feature_pass_verify(tmp_path: Path) ->
         "secrets": "[run.secrets]\ndb = '/etc/pullunit/secrets/a b:c'\n"
                    "'k.1_x-y' = { path = '/s/k.cred', encrypted = true }\n",
     }
-    for name, extra in variants.items():
-        (cfg / f"{name}.toml").write_text('[image]\nref = "nginx:1"\n' + extra)
-    result = generate(cfg, out, executable=EXE)
-    assert result.errors == []
-    units = sorted(out.glob("*.service"))
-    assert len(units) == 2 * len(variants)
-    proc = sdtools.verify(units)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout + proc.stderr == ""
-    if sdtools.HAVE_SYSTEMD_TEST:
-        loaded = sdtools.load_units(units)
+    result, loaded = verify_variants(cfg, out, variants)
+    if loaded is not None:
         assert_loaded_as_meant(loaded, result.apps, cfg)
 
 
@@ -215,17 +223,8 @@ def test_every_container_key_and_combination_passes_verify(tmp_path: Path) -> No
                 name = f"shape-{net}-{'gate' if gate else 'nogate'}-{'sig' if sig else 'term'}"
                 variants[name] = ("[run]\ncommand = ['a', '${PULLUNIT_IMAGE}']\n" + net_toml + sig
                                   + ("" if gate else "[health]\nenabled = false\n"))
-    for name, extra in variants.items():
-        (cfg / f"{name}.toml").write_text('[image]\nref = "nginx:1"\n' + extra)
-    result = generate(cfg, out, executable=EXE)
-    assert result.errors == []
-    units = sorted(out.glob("*.service"))
-    assert len(units) == 2 * len(variants)
-    proc = sdtools.verify(units)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout + proc.stderr == ""
-    if sdtools.HAVE_SYSTEMD_TEST:
-        loaded = sdtools.load_units(units)
+    result, loaded = verify_variants(cfg, out, variants)
+    if loaded is not None:
         assert_loaded_as_meant(loaded, result.apps, cfg)
         for app in result.apps:
             run = loaded.units[app.run_unit]
