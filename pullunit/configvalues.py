@@ -198,12 +198,23 @@ def multiplier(value: object, where: Where) -> float:
     return float(value)
 
 
-def keep(value: object, where: Where) -> int:
+INT64_MAX = 2**63 - 1
+
+
+def integer(value: object, where: Where, low: int, high: int = INT64_MAX,
+            low_means: str = "") -> int:
+    """An integer from low to high (a TOML bool is not one); `low_means` says what the
+    lowest value does, e.g. "no limit"."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise where.error(f"expected an integer, got {type_name(value)}")
-    if not 1 <= value <= 100:
-        raise where.error(f"must be between 1 and 100, got {value}")
+    if not low <= value <= high:
+        shown = f"{low} ({low_means})" if low_means else str(low)
+        raise where.error(f"must be between {shown} and {high}, got {value}")
     return value
+
+
+def keep(value: object, where: Where) -> int:
+    return integer(value, where, 1, 100)
 
 
 def container_name(value: object, where: Where) -> str:
@@ -311,11 +322,7 @@ def health_cmd(value: object, where: Where) -> tuple[str, ...]:
 
 
 def retries(value: object, where: Where) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise where.error(f"expected an integer, got {type_name(value)}")
-    if not 1 <= value <= 1000:
-        raise where.error(f"must be between 1 and 1000, got {value}")
-    return value
+    return integer(value, where, 1, 1000)
 
 
 def unit_name(value: object, where: Where) -> str:

@@ -22,8 +22,8 @@ from .configvalues import (
     Where,
     abs_path,
     boolean,
+    integer,
     strict_table,
-    type_name,
     unknown,
 )
 from .errors import ConfigError
@@ -56,11 +56,7 @@ DEFAULT_MAX_PARALLEL_PULLS = 3
 
 
 def max_pulls(value: object, where: Where) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise where.error(f"expected an integer, got {type_name(value)}")
-    if not 0 <= value <= 64:
-        raise where.error(f"must be between 0 (no limit) and 64, got {value}")
-    return value
+    return integer(value, where, 0, 64, low_means="no limit")
 
 
 @dataclass(frozen=True)

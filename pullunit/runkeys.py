@@ -17,11 +17,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .configvalues import (
+    INT64_MAX,
     Parser,
     Where,
     abs_path,
     boolean,
     close_matches,
+    integer,
     list_of,
     nonempty_string,
     one_word,
@@ -44,7 +46,6 @@ from .netkeys import (
 if TYPE_CHECKING:
     from .config import RunConfig
 
-INT64_MAX = 2**63 - 1
 # dockerd 20.10 refuses a smaller --memory: "Minimum memory limit allowed is 6MB".
 MIN_MEMORY = 6 * 1024 * 1024
 MAX_CPUS = 1024  # Docker checks against the host's CPUs at start; this only bounds typos
@@ -102,14 +103,6 @@ class Ulimit:
     def flag_value(self) -> str:
         limit = str(self.soft) if self.hard is None else f"{self.soft}:{self.hard}"
         return f"{self.name}={limit}"
-
-
-def _integer(value: object, where: Where, low: int, high: int = INT64_MAX) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise where.error(f"expected an integer, got {type_name(value)}")
-    if not low <= value <= high:
-        raise where.error(f"must be between {low} and {high}, got {value}")
-    return value
 
 
 def size_bytes(text: str) -> int | None:
@@ -177,14 +170,14 @@ def cpus(value: object, where: Where) -> str:
 
 
 def pids_limit(value: object, where: Where) -> int:
-    n = _integer(value, where, -1)
+    n = integer(value, where, -1)
     if n == 0:
         raise where.error("must be at least 1, or -1 for unlimited")
     return n
 
 
 def _limit(value: object, where: Where) -> int:
-    return _integer(value, where, -1)
+    return integer(value, where, -1)
 
 
 def ulimits(value: object, where: Where) -> tuple[Ulimit, ...]:
