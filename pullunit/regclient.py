@@ -153,25 +153,36 @@ class Session:
         family, sockaddr = resolve(host, port, deadline)[0]
         return Endpoint(scheme, host, port, sockaddr, family, ctx)
 
+    def _target(self, url: str, deadline: Deadline) -> tuple[Endpoint, str]:
+        """Where a URL (absolute, or relative to the registry) is asked, and its path."""
+        u = urllib.parse.urlsplit(url)
+        scheme, host = u.scheme or self.endpoint.scheme, u.hostname or self.endpoint.host
+        # a relative URL is the registry's own: its port too
+        port = u.port or (self.endpoint.port if not u.hostname
+                          else 443 if scheme == "https" else 80)
+        path = (u.path or "/") + (f"?{u.query}" if u.query else "")
+        return self._endpoint_for(scheme, host, port, deadline), path
+
+    @staticmethod
+    def _redirect(ep: Endpoint, path: str, location: str,
+                  headers: Mapping[str, str]) -> tuple[str, dict[str, str]]:
+        """The URL a redirect names, and the headers to send there: the Authorization
+        header never goes to another host (or port) than the one that asked for it."""
+        nxt = urllib.parse.urljoin(f"{ep.base}{path}", location)
+        n = urllib.parse.urlsplit(nxt)
+        if (n.hostname, n.port or (443 if n.scheme == "https" else 80)) != (ep.host, ep.port):
+            return nxt, {k: v for k, v in headers.items() if k.lower() != "authorization"}
+        return nxt, dict(headers)
+
     def fetch(self, method: str, url: str, headers: Mapping[str, str], deadline: Deadline,
               body: str | None = None, redirects: int = 3) -> Response:
         """A request to any URL (absolute, or relative to the registry)."""
         for _ in range(redirects + 1):
-            u = urllib.parse.urlsplit(url)
-            scheme, host = u.scheme or self.endpoint.scheme, u.hostname or self.endpoint.host
-            # a relative URL is the registry's own: its port too
-            port = u.port or (self.endpoint.port if not u.hostname
-                              else 443 if scheme == "https" else 80)
-            path = (u.path or "/") + (f"?{u.query}" if u.query else "")
-            ep = self._endpoint_for(scheme, host, port, deadline)
+            ep, path = self._target(url, deadline)
             r = request(ep, method, path, headers, deadline,
                         body=None if body is None else body.encode())
             if r.status in _REDIRECTS and r.headers.get("Location"):
-                nxt = urllib.parse.urljoin(f"{ep.base}{path}", r.headers["Location"])
-                n = urllib.parse.urlsplit(nxt)
-                if (n.hostname, n.port or (443 if n.scheme == "https" else 80)) != (host, port):
-                    headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
-                url = nxt
+                url, headers = self._redirect(ep, path, r.headers["Location"], headers)
                 if r.status == 303:
                     method, body = "GET", None
                 continue
@@ -183,22 +194,11 @@ class Session:
         """GET url (redirects followed as by fetch) and read up to `want` bytes of its body,
         counting, not keeping them. Each read waits at most `stall` seconds: a transfer
         that stops is reported as stalled with the bytes it got, not as an error."""
-        headers = dict(headers)
         for _ in range(4):
-            u = urllib.parse.urlsplit(url)
-            scheme, host = u.scheme or self.endpoint.scheme, u.hostname or self.endpoint.host
-            # a relative URL is the registry's own: its port too
-            port = u.port or (self.endpoint.port if not u.hostname
-                              else 443 if scheme == "https" else 80)
-            path = (u.path or "/") + (f"?{u.query}" if u.query else "")
-            ep = self._endpoint_for(scheme, host, port, deadline)
+            ep, path = self._target(url, deadline)
             r = download_once(ep, path, headers, deadline, want, stall)
             if r.status in _REDIRECTS and r.location:
-                nxt = urllib.parse.urljoin(f"{ep.base}{path}", r.location)
-                n = urllib.parse.urlsplit(nxt)
-                if (n.hostname, n.port or (443 if n.scheme == "https" else 80)) != (host, port):
-                    headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
-                url = nxt
+                url, headers = self._redirect(ep, path, r.location, headers)
                 continue
             return r
         raise ValueError("more than 3 redirects")
