@@ -285,7 +285,8 @@ class Attempt:
                     last_progress = now
                     reporter.update(progress.done, progress.total)
                 if now >= cut.at:
-                    raise self._cut(cut, stream, progress, ref)
+                    moving = stream.answered and progress.done > 0 and not progress.retrying
+                    raise self._cut(cut, self._where(stream, progress, ref), moving=moving)
                 if now - last_progress > pull.stall_timeout:
                     raise self._stalled(engine, stream, progress, ref)
         finally:
@@ -328,17 +329,8 @@ class Attempt:
             if (self.clock() < cut.at
                     or e.failure.cls is FailureClass.DAEMON_UNAVAILABLE):
                 raise
-            raise self._cut_asking_mirrors(cut, e.failure) from None
-
-    def _cut_asking_mirrors(self, cut: Cutoff, failure: Failure) -> PullFailed:
-        """The attempt's clock ran out while the mirrors (or the origin, for the tag) were
-        being asked: as `_cut`, what really went wrong before stands, not "no time left"."""
-        self.cut_by = cut.why
-        last = self.last_failure or failure
-        return PullFailed.of(last.cls, f"{last.message}; then {cut.why} "
-                                       f"({human(cut.at - self.start)}) passed during attempt "
-                                       f"{self.number}, while asking the mirrors of "
-                                       f"{self.ref.registry}")
+            raise self._cut(cut, f"while asking the mirrors of {self.ref.registry}",
+                            meanwhile=e.failure) from None
 
     # -- the words of a failure ----------------------------------------------------------
     def _where(self, stream: PullStream, progress: Progress, ref: ImageRef) -> str:
@@ -363,19 +355,19 @@ class Attempt:
                              f"pull of {ref} made no progress for {stall} "
                              f"(pull.stall_timeout) {self._where(stream, progress, ref)}")
 
-    def _cut(self, cut: Cutoff, stream: PullStream, progress: Progress,
-             ref: ImageRef) -> PullFailed:
-        """A clock ended the attempt: say which, and keep what really went wrong before
-        (a 503 does not become a "stall" because the deadline came during the retry)."""
+    def _cut(self, cut: Cutoff, where: str, *, moving: bool = False,
+             meanwhile: Failure | None = None) -> PullFailed:
+        """A clock ended the attempt (`where`: what it was doing): say which, and keep
+        what really went wrong before, or `meanwhile` (a 503 does not become a "stall"
+        because the deadline came during the retry, nor an unreachable origin because it
+        came while the mirrors were asked). Only a pull that was `moving` is a stall."""
         self.cut_by = cut.why
         passed = (f"{cut.why} ({human(cut.at - self.start)}) passed during attempt "
-                  f"{self.number}, {self._where(stream, progress, ref)}")
-        last = self.last_failure
-        moving = stream.answered and progress.done > 0 and not progress.retrying
+                  f"{self.number}, {where}")
+        last = self.last_failure or meanwhile
         if last is not None and not moving:
             return PullFailed.of(last.cls, f"{last.message}; then {passed}")
         return PullFailed.of(FailureClass.STALLED, passed)
-
 
 def _mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB"
