@@ -25,14 +25,13 @@ from .classify import Failure, FailureClass, PullFailed
 from .errors import ConfigError
 from .printable import printable
 from .redact import redact
-from .reference import ImageRef
+from .reference import ImageRef, canonical_registry
 
 # How long one `docker-credential-NAME get` may take. A helper that answers from a
 # keyring or a file takes milliseconds; a cloud helper (ecr-login, gcr) makes one HTTPS
 # call. Callers lower it further to what is left of their own deadline.
 HELPER_TIMEOUT = 10.0
 INDEX_SERVER = "https://index.docker.io/v1/"  # how the CLI names Docker Hub in configs
-HUB_NAMES = ("docker.io", "index.docker.io", "registry-1.docker.io")
 TOKEN_USERNAME = "<token>"  # a helper's way of saying "Secret is an identity token"
 
 
@@ -106,7 +105,7 @@ def default_config_path() -> Path:
 def _host_of(key: str) -> str:
     """An auths key may be a URL (legacy https://host/v1/); compare by host[:port]."""
     host = key.split("://", 1)[-1].split("/", 1)[0]
-    return "docker.io" if host in HUB_NAMES else host
+    return canonical_registry(host)
 
 
 def _load(path: Path, explicit: bool) -> dict[str, object] | None:

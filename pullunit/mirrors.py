@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .configvalues import Parser, Where, boolean, endpoint, endpoint_list, strict_table
-from .reference import ImageRef
+from .reference import ImageRef, canonical_registry
 
 if TYPE_CHECKING:  # config.py imports this module: classify stays off the generator's path
     from .classify import FailureClass
@@ -91,12 +91,7 @@ def parse_mirrors(value: object, where: Where) -> tuple[Mirror, ...]:
 
 def same_host(a: str, b: str) -> bool:
     """Registry host names compare without regard to case (DNS)."""
-    return _canonical(a) == _canonical(b)
-
-
-def _canonical(host: str) -> str:
-    host = host.lower()
-    return "docker.io" if host in ("index.docker.io", "registry-1.docker.io") else host
+    return canonical_registry(a.lower()) == canonical_registry(b.lower())
 
 
 # ------------------------------------------------------------------ which endpoints

@@ -29,6 +29,14 @@ _REMAINDER = re.compile(
 DIGEST_RE = re.compile(rf"\A{_DIGEST}\Z", re.ASCII)
 
 DEFAULT_REGISTRY = "docker.io"
+# Docker Hub's names: as refs write it, as the CLI's configs write it, where dockerd sends it.
+HUB_NAMES = ("docker.io", "index.docker.io", "registry-1.docker.io")
+
+
+def canonical_registry(host: str) -> str:
+    """A registry host as Docker means it: Docker Hub under any of its names is
+    "docker.io"; other hosts as written."""
+    return DEFAULT_REGISTRY if host.lower() in HUB_NAMES else host
 NAME_TOTAL_LENGTH_MAX = 255
 
 

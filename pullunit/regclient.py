@@ -306,8 +306,8 @@ def quota_after_429(ref: ImageRef, auth: Mapping[str, Any], timeout: float,
     which dockerd treats as insecure), everything within `timeout`. None when the
     registry sends no quota or cannot be asked directly (a host that needs the daemon's
     proxy): the pull goes on either way."""
-    from .credentials import HUB_NAMES
     from .dockerconf import is_loopback, registry_port
+    from .reference import HUB_NAMES
 
     deadline = Deadline.after(timeout)
     hub = ref.registry in HUB_NAMES

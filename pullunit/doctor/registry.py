@@ -238,7 +238,7 @@ def rate_limit(ctx: Context) -> Check:
     """The registry's pull quota, from a manifest HEAD (Docker Hub does not count it as a
     pull) with the pull's credentials; and a warning for anonymous pulls from Docker Hub."""
     assert ctx.ref is not None and ctx.session is not None
-    from ..credentials import HUB_NAMES
+    from ..reference import HUB_NAMES
 
     hub = ctx.registry in HUB_NAMES  # docker.io, also as index.docker.io / registry-1
     anonymous = ctx.creds is None or not ctx.creds.found
