@@ -173,8 +173,7 @@ def test_plain_registry_passes(bed: Bed, registry: tb.Registry, pushed: tb.Pushe
     assert pushed.digest in run.checks["local_image"]["detail"]
     assert pushed.digest in run.checks["manifest"]["detail"]
     assert "the local image is this digest" in run.checks["manifest"]["detail"]
-    assert "Docker 20.10" in run.checks["daemon"]["detail"] or "Docker " in \
-        run.checks["daemon"]["detail"]
+    assert "Docker " in run.checks["daemon"]["detail"]  # any engine version
     assert run.seconds < 10
 
     human = bed.doctor(app, json_out=False)
