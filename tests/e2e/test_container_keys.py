@@ -52,7 +52,7 @@ def networks() -> Iterator[list[tuple[str, str]]]:
             if r.returncode == 0:
                 made.append((name, prefix))
                 break
-            assert "overlap" in r.stderr, r.stderr
+            assert "overlap" in r.stderr.lower(), r.stderr
         else:
             pytest.fail("no free /24 in 10.233.0.0/16 for a test network")
     yield made
@@ -175,7 +175,10 @@ def test_default_log_driver_keeps_one_copy_in_the_journal(pu: Machine, registrie
     journal = pu.journal(app.run_unit)
     assert journal.count("hello-from-the-container") == 1, journal
     logs = rh.docker("logs", app.container, check=False)
-    assert logs.returncode != 0 and "does not support reading" in logs.stderr, logs
+    # Docker keeps no copy: `docker logs` refuses (in whatever words this engine uses)
+    # and has none of the output.
+    assert logs.returncode != 0, logs
+    assert "hello-from-the-container" not in logs.stdout + logs.stderr, logs
     # No limits set: status shows the container has none.
     _, doc = app.status_json(app.name)
     assert doc["apps"][0]["limits"] == {"memory": None, "memory_swap": None, "cpus": None,
@@ -188,15 +191,16 @@ def test_a_missing_second_network_fails_the_start_and_leaves_no_container(
     (front, _), _ = networks
     reg = registries().start()
     tag = f"{reg.address}/e2e/nonet:1.0"
+    gone = f"pu-keys-{secrets.token_hex(3)}-gone"
     rh.push_image(tag)
     app = App(pu, leftovers, "nonet", tag,
-              run={"restart": "no", "networks": [front, f"pu-keys-{secrets.token_hex(3)}-gone"]})
+              run={"restart": "no", "networks": [front, gone]})
     without_network_none(pu, app)
     generate(pu)
     r = pu.systemctl("start", app.run_unit, check=False)
     assert r.returncode != 0
     run = app.run()
     assert run["ActiveState"] == "failed" and run["Result"] == "exit-code", run
-    assert "not found" in pu.journal(app.run_unit)
+    assert gone in pu.journal(app.run_unit)  # docker's error names it, in any words
     # ExecStopPost= removed the container docker create made.
     pu.wait_for(lambda: app.container_info() is None, 10, 0.1, "the container to be removed")
